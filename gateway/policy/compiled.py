@@ -8,6 +8,7 @@ one atomically (a single reference assignment); nothing in it changes after
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -20,6 +21,7 @@ from gateway.policy.load import PolicySource, load_policy_file, parse_policy_sou
 from gateway.policy.model import Action, Effect, Mode, PolicyModel, Rule
 from gateway.policy.variables import VariableError, Variables, escape_literal
 
+_PLAIN_SCALAR = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]*")
 Fail = Callable[[str, tuple[str | int, ...]], PolicyError]
 
 _CATCH_ALL = {
@@ -221,6 +223,6 @@ def _flow(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_flow(v) for v in value) + "]"
     if isinstance(value, str):
-        plain = value.replace("_", "").isalnum()
+        plain = _PLAIN_SCALAR.fullmatch(value) is not None
         return value if plain else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return str(value)
