@@ -150,6 +150,22 @@ def main() -> None:
             b_rate, b50, b99 = measure(naive(action, rules), inputs, base_samples)
             print(f"| {action.value} | {n:,} | {e_rate:,.0f} | {e50:.1f} | {e99:.1f} "
                   f"| {b_rate:,.0f} | {b50:.1f} | {b99:.1f} |", flush=True)
+    per_command_line(args.samples)
+
+
+def per_command_line(samples: int) -> None:
+    """Each typical line on its own, at 1,000 command rules: parse, analysis and decision."""
+    rng = random.Random(7)
+    policy = compile_policy_text(policy_text(Action.SHELL_EXEC, command_rules(1000, rng)),
+                                 project_dir="/project", environ=ENV)
+    print()
+    print("| command line (1,000 rules) | p50 µs | p99 µs |")
+    print("|---|---:|---:|")
+    for line in targets(Action.SHELL_EXEC, 1000, rng):
+        request = Request(Action.SHELL_EXEC, line)
+        _, p50, p99 = measure(lambda _t, r=request: decide(policy, r), [line], samples)
+        shown = line.replace("|", "\\|")
+        print(f"| `{shown}` | {p50:.1f} | {p99:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

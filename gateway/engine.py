@@ -9,7 +9,7 @@ match, any deny gives DENY, else any allow gives ALLOW, else the action's defaul
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -140,9 +140,8 @@ def _decide_network(policy: CompiledPolicy, request: Request, fs: FileSystem | N
         candidates.append(Candidate(rule, note is None, note or ""))
     if trace is not None:
         trace.candidates.append((target.host, candidates))
-    decision = _settle(policy, table, request, target.host, candidates,
-                       special=target.special)
-    return _with(decision, port=target.port)
+    outcome = _settle(policy, table, target.host, candidates, special=target.special)
+    return _make(policy, request, target.host, outcome, port=target.port)
 
 
 def _network_mismatch(rule: CompiledRule, target: NetworkTarget, method: str | None,
@@ -201,22 +200,21 @@ def _decide_file(policy: CompiledPolicy, request: Request, fs: FileSystem | None
     if trace is not None:
         trace.steps.append(f"path {request.target!r} -> {path!r}"
                            + (f" (resolves to {resolved!r})" if resolved != path else ""))
-    decision = _decide_path(policy, table, request, path, trace)
-    if resolved == path or decision.verdict is Verdict.DENY:
-        return decision
-    via = _decide_path(policy, table, request, resolved, trace)
-    if via.verdict is Verdict.ALLOW:
-        return decision
-    return _with(via, target=path, reason=f"{path} resolves to {resolved}: {via.reason}")
+    outcome = _judge_path(policy, table, request, path, trace)
+    if resolved != path and outcome[0] is Verdict.ALLOW:
+        verdict, rule, reason = _judge_path(policy, table, request, resolved, trace)
+        if verdict is Verdict.DENY:
+            outcome = verdict, rule, f"{path} resolves to {resolved}: {reason}"
+    return _make(policy, request, path, outcome)
 
 
-def _decide_path(policy: CompiledPolicy, table: ActionRules, request: Request, path: str,
-                 trace: Trace | None) -> Decision:
+def _judge_path(policy: CompiledPolicy, table: ActionRules, request: Request, path: str,
+                trace: Trace | None) -> Outcome:
     candidates = [_agent_candidate(policy.rules[key], request.agent)
-                  for key in table.index.match(path)]  # type: ignore[arg-type]
+                  for key in table.index.match(path)]  # type: ignore[union-attr]
     if trace is not None:
         trace.candidates.append((path, candidates))
-    return _settle(policy, table, request, path, candidates)
+    return _settle(policy, table, path, candidates)
 
 
 def _cwd(policy: CompiledPolicy, cwd: str | None) -> str:
@@ -248,8 +246,7 @@ def _decide_command(policy: CompiledPolicy, request: Request, fs: FileSystem | N
     if analysis.cannot_analyse is not None:
         if trace is not None:
             trace.steps.append(analysis.cannot_analyse)
-        return Decision(Action.SHELL_EXEC, command, Verdict.DENY, analysis.cannot_analyse,
-                        policy.mode, agent=request.agent)
+        return _make(policy, request, command, (Verdict.DENY, None, analysis.cannot_analyse))
     if trace is not None:
         trace.steps.append("parts: " + "; ".join(
             p.text + (" (seen through)" if p.see_through else "") for p in analysis.parts))
@@ -267,18 +264,18 @@ def _decide_command(policy: CompiledPolicy, request: Request, fs: FileSystem | N
             candidates = [c for c in candidates if c.rule.effect is Effect.DENY]
             if not any(c.counts for c in candidates):
                 continue
-        verdict = _settle(policy, table, request, command, candidates, part=part)
-        if verdict.verdict is Verdict.DENY:
-            return _with(verdict, part=part.text)
-        if allowed_by is None and verdict.rule is not None:
-            allowed_by = policy.rules[verdict.rule]
+        verdict, rule, reason = _settle(policy, table, command, candidates, part=part)
+        if verdict is Verdict.DENY:
+            return _make(policy, request, command, (verdict, rule, reason), part=part.text)
+        if allowed_by is None and rule is not None:
+            allowed_by = rule
     if allowed_by is not None:
-        return _decision(policy, request, command, Verdict.ALLOW, allowed_by,
-                         _allow_reason(allowed_by))
+        return _make(policy, request, command,
+                     (Verdict.ALLOW, allowed_by, _allow_reason(allowed_by)))
     if not analysis.parts:
-        return Decision(Action.SHELL_EXEC, command, Verdict.ALLOW,
-                        "nothing runs (assignments only)", policy.mode, agent=request.agent)
-    return _settle(policy, table, request, command, [])
+        return _make(policy, request, command,
+                     (Verdict.ALLOW, None, "nothing runs (assignments only)"))
+    return _make(policy, request, command, _settle(policy, table, command, []))
 
 
 def _command_problem(command: str) -> str | None:
@@ -304,9 +301,13 @@ def _agent_candidate(rule: CompiledRule, agent: str | None) -> Candidate:
     return Candidate(rule, False, "for other agents")
 
 
-def _settle(policy: CompiledPolicy, table: ActionRules, request: Request, target: str,
+Outcome = tuple[Verdict, CompiledRule | None, str]
+"""What settling decides: the verdict, the deciding rule (None: the default) and why."""
+
+
+def _settle(policy: CompiledPolicy, table: ActionRules, target: str,
             candidates: Iterable[Candidate], *, special: str | None = None,
-            part: Part | None = None) -> Decision:
+            part: Part | None = None) -> Outcome:
     """Deny overrides; the lowest-numbered rule of the winning effect is named."""
     deny = allow = None
     for c in candidates:
@@ -318,34 +319,34 @@ def _settle(policy: CompiledPolicy, table: ActionRules, request: Request, target
             allow = c.rule
     prefix = f"{part.text}: " if part is not None else ""
     if deny is not None:
-        return _decision(policy, request, target, Verdict.DENY, deny,
-                         prefix + (deny.reason or f"denied by rule {deny.index} {deny.text}"))
+        return Verdict.DENY, deny, prefix + (deny.reason or
+                                             f"denied by rule {deny.index} {deny.text}")
     if allow is not None:
-        return _decision(policy, request, target, Verdict.ALLOW, allow, _allow_reason(allow))
+        return Verdict.ALLOW, allow, _allow_reason(allow)
     if special is not None:
-        return Decision(request.action, target, Verdict.DENY,
-                        f"{target} is {special}; only a rule naming it may allow it",
-                        policy.mode, agent=request.agent)
+        return Verdict.DENY, None, f"{target} is {special}; only a rule naming it may allow it"
     if table.default_rule is not None:
         rule = policy.rules[table.default_rule]
         verdict = Verdict.ALLOW if rule.effect is Effect.ALLOW else Verdict.DENY
         how = "allowed" if verdict is Verdict.ALLOW else "denied"
-        reason = rule.reason or f"{how} by catch-all rule {rule.index} {rule.text}"
-        return _decision(policy, request, target, verdict, rule, prefix + reason)
+        return verdict, rule, prefix + (rule.reason or
+                                        f"{how} by catch-all rule {rule.index} {rule.text}")
     verdict = Verdict.ALLOW if table.default is Effect.ALLOW else Verdict.DENY
     what = "matches no allow rule" if verdict is Verdict.DENY else "matches no rule"
-    reason = f"{part.text if part else target} {what}; the policy default is {table.default.value}"
-    return Decision(request.action, target, verdict, reason, policy.mode, agent=request.agent)
+    shown = part.text if part else target
+    return verdict, None, f"{shown} {what}; the policy default is {table.default.value}"
 
 
 def _allow_reason(rule: CompiledRule) -> str:
     return rule.reason or f"allowed by rule {rule.index} {rule.text}"
 
 
-def _decision(policy: CompiledPolicy, request: Request, target: str, verdict: Verdict,
-              rule: CompiledRule, reason: str) -> Decision:
-    return Decision(request.action, target, verdict, reason, policy.mode, rule.index, rule.text,
-                    agent=request.agent)
+def _make(policy: CompiledPolicy, request: Request, target: str, outcome: Outcome,
+          port: int | None = None, part: str | None = None) -> Decision:
+    verdict, rule, reason = outcome
+    return Decision(request.action, target, verdict, reason, policy.mode,
+                    None if rule is None else rule.index, None if rule is None else rule.text,
+                    port, part, request.agent)
 
 
 def _bad_input(policy: CompiledPolicy, request: Request, why: str) -> Decision:
@@ -353,10 +354,6 @@ def _bad_input(policy: CompiledPolicy, request: Request, why: str) -> Decision:
     shown = shown.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
     return Decision(request.action, shown, Verdict.DENY,
                     f"bad input: {why}", policy.mode, agent=request.agent)
-
-
-def _with(decision: Decision, **changes: Any) -> Decision:
-    return replace(decision, **changes)
 
 
 _JUDGES = {

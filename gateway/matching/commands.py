@@ -12,9 +12,10 @@ The line of a part is `program-basename arg1 arg2 ...` of its quote-removed word
   arguments are admitted only after a last word that is a lone `*` (at least one
   argument that surely exists) or a program word ending in `*` (any number).
 - The pattern's program word: a deny pattern whose program word has a literal
-  directory (`/bin/rm -rf *`) is compared by basename (`rm -rf *`), so it denies
-  `rm`, `\\rm` and `/usr/bin/rm` alike; with a glob in the directory (`*/.ssh/*`)
-  the whole pattern stays a text glob over the line. An allow pattern whose program
+  directory (`/bin/rm -rf *`) also matches by basename (`rm -rf *`), so it denies
+  `rm`, `\\rm` and `/usr/bin/rm` alike (the pattern as written still applies too);
+  with a glob in the directory (`*/.ssh/*`) the whole pattern stays a text glob
+  over the line. An allow pattern whose program
   word holds a `/` is compared with the program path as written (folded), so
   `/usr/bin/python x.py` never admits `python x.py` found through PATH, nor
   `/tmp/evil/python x.py`; without a `/` it is compared with the basename.
@@ -257,7 +258,7 @@ def _fold_branches(segs: Comp, mixed: bool) -> list[Node]:
         if any(isinstance(s, Hole) for s in comp) or len(stacks) > MAX_FOLD_BRANCHES:
             started = absolute or idx > 0 or not isinstance(comp[0], Hole)
             return [Seq((Lit(prefix), n)) for n in _ancestors(stacks, absolute, started, mixed)]
-        if not comp:
+        if not comp or comp == (".",):
             continue
         if comp == ("..",):
             stacks = [_pop(st, absolute) for st in stacks]
@@ -331,24 +332,30 @@ class _Deny:
     nfa: Nfa
 
 
-def _compile_deny(pattern: str, key: int) -> tuple[str, _Deny]:
-    """The deny pattern and its bucket: the literal start of the program word, up to a blank."""
-    words = list(split_pattern(pattern))
-    words[0] = _deny_program(words[0])
-    items: list[PatItem] = []
-    for i, w in enumerate(words):
-        if i:
-            items.append(" ")
-        items.extend(w)
-    merged = merge_literals(items)
-    bucket = merged[0].split(" ", 1)[0] if merged and isinstance(merged[0], str) else ""
-    source = glob_regex(merged)
-    match = re.compile(source, re.DOTALL).fullmatch
-    return bucket, _Deny(key, source, match, compile_nfa(pattern_node(merged)))
+def _compile_deny(pattern: str, key: int) -> list[tuple[str, _Deny]]:
+    """The deny pattern's forms, each with its bucket: the literal start of its line."""
+    words = split_pattern(pattern)
+    forms = [words]
+    program = _deny_program(words[0])
+    if program != words[0]:
+        forms.append((program, *words[1:]))
+    out = []
+    for form in forms:
+        items: list[PatItem] = []
+        for i, w in enumerate(form):
+            if i:
+                items.append(" ")
+            items.extend(w)
+        merged = merge_literals(items)
+        bucket = merged[0].split(" ", 1)[0] if merged and isinstance(merged[0], str) else ""
+        source = glob_regex(merged)
+        match = re.compile(source, re.DOTALL).fullmatch
+        out.append((bucket, _Deny(key, source, match, compile_nfa(pattern_node(merged)))))
+    return out
 
 
 def _deny_program(word: PatWord) -> PatWord:
-    """Drop a literal directory from the program word; keep a globbed one."""
+    """The program word by basename when its directory is literal; else unchanged."""
     last = max((i for i, it in enumerate(word) if isinstance(it, str) and "/" in it), default=-1)
     if last < 0 or any(isinstance(it, Wild) for it in word[:last]):
         return word
@@ -524,7 +531,7 @@ class CommandIndex:
         for pattern, key, is_deny in patterns:
             try:
                 if is_deny:
-                    denies.append(_compile_deny(pattern, key))
+                    denies.extend(_compile_deny(pattern, key))
                 else:
                     allows.append(_compile_allow(pattern, key))
             except ValueError as e:
@@ -603,8 +610,8 @@ def allow_admits(pattern: str, part: Part) -> bool:
 
 def deny_matches(pattern: str, part: Part, general: bool = False) -> bool:
     """Whether one deny pattern matches a part; `general` forces the NFA path (for tests)."""
-    _, deny = _compile_deny(pattern, 0)
-    if general:
-        w_node, f_node = line_nodes(part)
-        return meets(deny.nfa, compile_nfa(w_node)) or meets(deny.nfa, compile_nfa(f_node))
-    return bool(CommandIndex([(pattern, 0, True)]).denies(part))
+    if not general:
+        return bool(CommandIndex([(pattern, 0, True)]).denies(part))
+    w_node, f_node = line_nodes(_usable(part))
+    lines = (compile_nfa(w_node), compile_nfa(f_node))
+    return any(meets(d.nfa, line) for _, d in _compile_deny(pattern, 0) for line in lines)

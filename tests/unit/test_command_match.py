@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import re
 
@@ -325,7 +326,7 @@ def _pattern_near(data: st.DataObject, text: str) -> str:
     """A pattern drawn around `text`: some characters kept, some made `?`, runs made `*`."""
     out = []
     for c in text:
-        choice = data.draw(st.sampled_from(["keep", "keep", "keep", "?", "*", "drop", "x"]))
+        choice = data.draw(st.sampled_from(["keep"] * 8 + ["?", "*", "drop", "x"]))
         if choice == "keep":
             out.append("\\" + c)
         elif choice in "?*":
@@ -393,9 +394,10 @@ def _split(value: str) -> list[str]:
 
 
 template_segments = st.lists(
-    st.one_of(st.sampled_from(["a", "/", "..", "b/", "/a", "."]), st.just(Hole("$X"))),
+    st.sampled_from(["a", "/", "..", "b/", "/a", ".", Hole("$X"), Hole("$X")]),
     min_size=1, max_size=4)
-values = st.text(alphabet="ab/. ", max_size=6)
+values = st.lists(st.sampled_from(["a", "b", "/", "..", "/..", ".", " "]), max_size=5).map(
+    "".join)
 
 
 @settings(max_examples=500, deadline=None)
@@ -410,13 +412,42 @@ def test_holes_over_approximate_every_value(data: st.DataObject, segs: list[Segm
     extra = ["b"] if runtime else []
     hole_part = part("a", word, runtime_args=runtime)
     value_part = part("a", *(Word.of(c) for c in concrete), *extra)
-    near = data.draw(st.sampled_from([value_part.text, _fold_line(value_part)]))
-    pattern = data.draw(st.one_of(patterns, st.just(_pattern_near(data, near))))
+    near = data.draw(st.sampled_from([value_part.text, _fold_line(value_part)] * 3 + [""]))
+    pattern = _pattern_near(data, near) if near else data.draw(patterns)
     if denies(pattern, value_part):
         assert denies(pattern, hole_part)
     allow = data.draw(st.one_of(patterns, st.sampled_from(["a *", "a* ", "a", "a \\*"])))
     if allows(allow, hole_part):
         assert allows(allow, value_part)
+
+
+HOLE_TEMPLATE_TOKENS = ["a", "/", "..", "b/", "/a", ".", Hole("$X")]
+HOLE_VALUES = ["..", "/..", "a/../..", "/", "", "a b"]
+
+
+def _templates() -> list[tuple[Segment, ...]]:
+    out = []
+    for n in (1, 2, 3):
+        out += [t for t in itertools.product(HOLE_TEMPLATE_TOKENS, repeat=n) if Hole("$X") in t]
+    return out
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["quoted", "unquoted"])
+def test_holes_over_approximate_small_space(split: bool) -> None:
+    """Every small hole word and value: the line the value makes, as written or folded,
+    used as a deny pattern, denies the part with the hole; allows never widen."""
+    allow_patterns = ["a *", "a /*", "a /a", "a \\*", "a*"]
+    for segs in _templates():
+        hole_part = part("a", Word(segs, split))
+        admitted = [p for p in allow_patterns if allows(p, hole_part)]
+        for value in HOLE_VALUES:
+            text = "".join(value if isinstance(s, Hole) else s for s in segs)  # type: ignore[misc]
+            value_part = part("a", *(Word.of(c) for c in (_split(text) if split else [text])))
+            for line in {value_part.text, _fold_line(value_part)}:
+                pattern = "".join("\\" + c for c in line)
+                assert denies(pattern, hole_part), (segs, value, pattern)
+            for p in admitted:
+                assert allows(p, value_part), (segs, value, p)
 
 
 index_entries = st.lists(st.tuples(patterns, st.booleans()), max_size=12)
