@@ -350,6 +350,15 @@ def test_fast_path_agrees_with_nfa(data: st.DataObject, program: str, args: list
     assert deny_matches(pattern, p) == deny_matches(pattern, p, general=True)
 
 
+def test_general_fold_agrees_with_text_fold() -> None:
+    """Every short word over `a/.=`: the NFA path folds it as the text fold does."""
+    for n in range(1, 6):
+        for chars in itertools.product("a/.=", repeat=n):
+            p = part("a", "".join(chars))
+            pattern = "".join("\\" + c for c in _fold_line(p))
+            assert deny_matches(pattern, p, general=True), pattern
+
+
 def _naive_glob(items: tuple[object, ...], text: str) -> bool:
     """Reference matcher: plain recursion over the pattern."""
     if not items:
