@@ -1,15 +1,10 @@
-"""Glob languages: pattern words, character sets, and small NFAs to intersect them.
-
-A command pattern and a command line with run-time unknowns (holes, globs, arguments
-appended at run time) each describe a set of strings. A deny pattern applies when
-the two sets meet, so both become NFAs whose transitions carry character sets and
-a product search decides whether the intersection is empty. Character sets are
-sorted tuples of disjoint inclusive code-point ranges, so their intersection is
-decided exactly by one merge pass.
+"""Command pattern words: split a pattern as a shell would, keeping its glob tokens.
 
 Patterns are read as a shell reads words: blanks separate words, quotes make glob
 characters literal, and `\\c` is the literal `c` everywhere, inside quotes too, as
-`${NAME}` expansion relies on (see `gateway.matching`).
+`${NAME}` expansion relies on (see `gateway.matching`). A word becomes a regex
+(`glob_regex`) for the fast paths, or a tree (`pattern_node`) for an NFA where the
+line holds run-time unknowns; character sets and NFAs live in `charsets` and `nfa`.
 """
 
 from __future__ import annotations
@@ -17,10 +12,23 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-MAX_CHAR = 0x10FFFF
-CharSet = tuple[tuple[int, int], ...]
-ALL: CharSet = ((0, MAX_CHAR),)
+from gateway.matching.charsets import ALL, CharSet, char_set, class_regex, complement
+from gateway.matching.nfa import ANY_TEXT, Lit, Node, OneOf, Seq
+
+__all__ = [
+    "QUESTION",
+    "STAR",
+    "PatItem",
+    "PatWord",
+    "Wild",
+    "glob_regex",
+    "merge_literals",
+    "parse_bracket",
+    "pattern_node",
+    "split_pattern",
+]
 
 _BLANKS = frozenset(" \t\n\r\f\v")
 _POSIX_CLASSES: dict[str, CharSet] = {
@@ -40,85 +48,6 @@ _POSIX_CLASSES: dict[str, CharSet] = {
 }
 
 
-# --- character sets ---------------------------------------------------------------
-
-
-def char_set(ranges: Iterable[tuple[int, int]]) -> CharSet:
-    """Normalise ranges into sorted, disjoint, non-adjacent ones; inverted ranges are empty."""
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(r for r in ranges if r[0] <= r[1]):
-        if out and lo <= out[-1][1] + 1:
-            if hi > out[-1][1]:
-                out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return tuple(out)
-
-
-def chars(text: str) -> CharSet:
-    """The set of the characters in `text`."""
-    return char_set((ord(c), ord(c)) for c in text)
-
-
-def complement(cs: CharSet) -> CharSet:
-    out: list[tuple[int, int]] = []
-    nxt = 0
-    for lo, hi in cs:
-        if lo > nxt:
-            out.append((nxt, lo - 1))
-        nxt = hi + 1
-    if nxt <= MAX_CHAR:
-        out.append((nxt, MAX_CHAR))
-    return tuple(out)
-
-
-def intersection(a: CharSet, b: CharSet) -> CharSet:
-    out: list[tuple[int, int]] = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo <= hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return tuple(out)
-
-
-def without(cs: CharSet, text: str) -> CharSet:
-    return intersection(cs, complement(chars(text)))
-
-
-def intersects(a: CharSet, b: CharSet) -> bool:
-    """Whether two sets share a character: one merge pass over their ranges."""
-    i = j = 0
-    while i < len(a) and j < len(b):
-        if a[i][1] < b[j][0]:
-            i += 1
-        elif b[j][1] < a[i][0]:
-            j += 1
-        else:
-            return True
-    return False
-
-
-def contains(cs: CharSet, c: str) -> bool:
-    o = ord(c)
-    return any(lo <= o <= hi for lo, hi in cs)
-
-
-def class_regex(cs: CharSet) -> str:
-    """A Python regex class for the set (`(?!)` for the empty set)."""
-    if not cs:
-        return "(?!)"
-    body = "".join(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in cs)
-    return f"[{body}]"
-
-
-# --- pattern words ----------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class Wild:
     """An unquoted glob token of a pattern: `*`, `?` or a bracket expression."""
@@ -135,6 +64,7 @@ STAR = Wild("*")
 QUESTION = Wild("?")
 PatItem = str | Wild
 PatWord = tuple[PatItem, ...]
+_Token = TypeVar("_Token")
 
 
 def parse_bracket(text: str, start: int) -> tuple[CharSet, int] | None:
@@ -271,15 +201,19 @@ def split_pattern(pattern: str) -> tuple[PatWord, ...]:
     return tuple(words)
 
 
-def merge_literals(items: Iterable[PatItem]) -> PatWord:
-    """Join adjacent literal runs and drop empty ones."""
-    out: list[PatItem] = []
+def merge_literals(items: Iterable[str | _Token]) -> tuple[str | _Token, ...]:
+    """Join adjacent literal runs and drop empty ones.
+
+    Serves pattern words (`str` and `Wild`) and command words (`str`, `Glob`, `Hole`).
+    """
+    out: list[str | _Token] = []
     for it in items:
         if isinstance(it, str):
             if not it:
                 continue
-            if out and isinstance(out[-1], str):
-                out[-1] = out[-1] + it
+            last = out[-1] if out else None
+            if isinstance(last, str):
+                out[-1] = last + it
                 continue
         out.append(it)
     return tuple(out)
@@ -319,56 +253,6 @@ def _chunk_regex(chunk: Sequence[PatItem], dot: str) -> str:
     return "".join(out)
 
 
-# --- regular expressions as trees, and NFAs ----------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Lit:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class OneOf:
-    """One character of a set."""
-
-    chars: CharSet
-
-
-@dataclass(frozen=True, slots=True)
-class Loop:
-    """Zero or more characters of a set."""
-
-    chars: CharSet
-
-
-@dataclass(frozen=True, slots=True)
-class Seq:
-    items: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Alt:
-    options: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ListOf:
-    """One or more of `item`, separated by `sep`."""
-
-    item: Node
-    sep: str
-
-
-@dataclass(frozen=True, slots=True)
-class Opt:
-    item: Node
-
-
-Node = Lit | OneOf | Loop | Seq | Alt | ListOf | Opt
-ANY_TEXT = Loop(ALL)
-EMPTY_TEXT = Lit("")
-
-
 def pattern_node(items: Sequence[PatItem]) -> Node:
     """The text glob as a tree: `*` any text, `?` any one character."""
     out: list[Node] = []
@@ -380,117 +264,3 @@ def pattern_node(items: Sequence[PatItem]) -> Node:
         else:
             out.append(OneOf(it.chars))
     return Seq(tuple(out))
-
-
-@dataclass(frozen=True, slots=True)
-class Nfa:
-    """An epsilon-free NFA: per state, its (set, target) moves and whether it accepts."""
-
-    start: int
-    moves: tuple[tuple[tuple[CharSet, int], ...], ...]
-    accepting: tuple[bool, ...]
-
-
-class _Builder:
-    """Thompson construction; no fragment ever loops back to its entry state."""
-
-    def __init__(self) -> None:
-        self.edges: list[list[tuple[CharSet, int]]] = []
-        self.eps: list[list[int]] = []
-
-    def new(self) -> int:
-        self.edges.append([])
-        self.eps.append([])
-        return len(self.edges) - 1
-
-    def add(self, node: Node, s: int) -> int:
-        if isinstance(node, Lit):
-            for c in node.text:
-                t = self.new()
-                self.edges[s].append((((ord(c), ord(c)),), t))
-                s = t
-            return s
-        if isinstance(node, OneOf):
-            t = self.new()
-            self.edges[s].append((node.chars, t))
-            return t
-        if isinstance(node, Loop):
-            t = self.new()
-            self.eps[s].append(t)
-            self.edges[t].append((node.chars, t))
-            return t
-        if isinstance(node, Seq):
-            for it in node.items:
-                s = self.add(it, s)
-            return s
-        if isinstance(node, Alt):
-            end = self.new()
-            for opt in node.options:
-                a = self.new()
-                self.eps[s].append(a)
-                self.eps[self.add(opt, a)].append(end)
-            return end
-        if isinstance(node, ListOf):
-            a = self.new()
-            self.eps[s].append(a)
-            end = self.add(node.item, a)
-            self.eps[self.add(Lit(node.sep), end)].append(a)
-            return end
-        a = self.new()
-        self.eps[s].append(a)
-        end = self.new()
-        self.eps[self.add(node.item, a)].append(end)
-        self.eps[s].append(end)
-        return end
-
-    def finish(self, start: int, end: int) -> Nfa:
-        moves: list[tuple[tuple[CharSet, int], ...]] = []
-        accepting: list[bool] = []
-        for s in range(len(self.edges)):
-            closure = {s}
-            todo = [s]
-            while todo:
-                for t in self.eps[todo.pop()]:
-                    if t not in closure:
-                        closure.add(t)
-                        todo.append(t)
-            ms = dict.fromkeys(m for c in sorted(closure) for m in self.edges[c])
-            moves.append(tuple(ms))
-            accepting.append(end in closure)
-        return Nfa(start, tuple(moves), tuple(accepting))
-
-
-def compile_nfa(node: Node) -> Nfa:
-    b = _Builder()
-    start = b.new()
-    end = b.add(node, start)
-    return b.finish(start, end)
-
-
-def nfa_accepts(nfa: Nfa, text: str) -> bool:
-    states = {nfa.start}
-    for c in text:
-        o = ord(c)
-        states = {t for s in states for cs, t in nfa.moves[s]
-                  if any(lo <= o <= hi for lo, hi in cs)}
-        if not states:
-            return False
-    return any(nfa.accepting[s] for s in states)
-
-
-def meets(a: Nfa, b: Nfa) -> bool:
-    """Whether some string is accepted by both: a search over pairs of states."""
-    seen = {(a.start, b.start)}
-    todo = [(a.start, b.start)]
-    while todo:
-        p, q = todo.pop()
-        if a.accepting[p] and b.accepting[q]:
-            return True
-        bm = b.moves[q]
-        for cs1, p2 in a.moves[p]:
-            for cs2, q2 in bm:
-                pair = (p2, q2)
-                if pair not in seen and intersects(cs1, cs2):
-                    seen.add(pair)
-                    todo.append(pair)
-    return False

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.matching.charsets import ALL
 from gateway.matching.commands import (
     CommandIndex,
     allow_admits,
@@ -18,15 +19,8 @@ from gateway.matching.commands import (
     fold_word,
     is_catch_all_command,
 )
-from gateway.matching.globlang import (
-    ALL,
-    Wild,
-    compile_nfa,
-    glob_regex,
-    nfa_accepts,
-    pattern_node,
-    split_pattern,
-)
+from gateway.matching.globlang import Wild, glob_regex, pattern_node, split_pattern
+from gateway.matching.nfa import compile_nfa, nfa_accepts
 from gateway.shell.words import Glob, Hole, Part, Segment, Word
 
 

@@ -10,8 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.shell.analyse import MAX_INPUT, analyse
-from gateway.shell.expand import Hole, active, brace_expand, to_word
-from gateway.shell.words import Analysis, Glob, Word
+from gateway.shell.braces import brace_expand
+from gateway.shell.expand import to_word
+from gateway.shell.shells import other_shell
+from gateway.shell.tokens import active
+from gateway.shell.words import Analysis, Glob, Hole, Word
 from gateway.shell.wrappers import TOOLS, Kind
 
 HOME = "/home/u"
@@ -195,7 +198,7 @@ TOOL_EXAMPLES: dict[str, tuple[str, list[str] | None]] = {
     "mapfile": ("mapfile -t -C 'rm' -c 1 arr", ["rm"]),
     "readarray": ("readarray -C 'rm' arr", ["rm"]),
     **{name: (f"{name} -c 'x'", None) for name, t in TOOLS.items()
-       if t.handler.__name__ == "_other_shell"},
+       if t.handler is other_shell},
 }
 
 

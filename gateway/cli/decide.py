@@ -1,8 +1,4 @@
-"""The `gateway` command: a thin layer over the library. The only module that prints or exits.
-
-Exit codes: 0 done (whatever the verdict), 1 a check that found problems (later
-commands), 2 bad input: a policy or request that cannot be used.
-"""
+"""`gateway check`, `gateway eval` and `gateway explain`: the engine, for people and scripts."""
 
 from __future__ import annotations
 
@@ -10,55 +6,27 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections import deque
 from typing import IO, Any
 
-from gateway import __version__
+from gateway.audit.format import record_from_decision
+from gateway.audit.writer import AuditWriter, Ticket
+from gateway.cli.audit import add_writer_args, open_writer
 from gateway.engine import Decision, Request, Trace, decide
-from gateway.errors import GatewayError, RequestError
+from gateway.errors import RequestError
 from gateway.lint import lint_policy
 from gateway.localfs import LocalFileSystem
 from gateway.policy.compiled import CompiledPolicy, load_policy
 from gateway.policy.model import Action
 
 EXIT_OK = 0
-EXIT_USAGE = 2
 
 _ACTIONS = ", ".join(a.value for a in Action)
 _BATCH_KEYS = {"action", "target", "cwd", "agent", "method"}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    for stream in (sys.stdin, sys.stdout):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="surrogateescape" if stream is sys.stdin
-                               else "backslashreplace")
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return EXIT_USAGE
-    try:
-        code: int = args.run(args)
-        return code
-    except GatewayError as e:
-        print(f"gateway: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except BrokenPipeError:
-        return EXIT_OK
-    except KeyboardInterrupt:
-        return 130
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gateway",
-        description="Outbound network, filesystem and command gateway for AI agents. "
-                    "One deny-by-default policy decides every network, file_read, "
-                    "file_write and shell_exec action.",
-    )
-    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+def add_commands(sub: Any) -> None:
+    """Register check, eval and explain on the `gateway` parser's subcommands."""
 
     check = sub.add_parser(
         "check", help="validate a policy and warn about suspicious rules",
@@ -78,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                     "line that is not a request gets {\"error\": ...} and the rest go on.")
     _add_request_args(ev)
     ev.add_argument("--batch", metavar="FILE", help="JSON lines of requests; '-' for stdin")
+    add_writer_args(ev)
     ev.set_defaults(run=_run_eval)
 
     explain = sub.add_parser(
@@ -86,7 +55,6 @@ def _parser() -> argparse.ArgumentParser:
                     "and why.")
     _add_request_args(explain)
     explain.set_defaults(run=_run_explain, batch=None)
-    return parser
 
 
 def _add_project_dir(p: argparse.ArgumentParser) -> None:
@@ -131,9 +99,50 @@ def _run_eval(args: argparse.Namespace) -> int:
         if args.action or args.target:
             raise RequestError("give either --batch or ACTION TARGET, not both")
         return _run_batch(policy, args)
-    decision = decide(policy, _request(args), _filesystem(policy, args))
-    _print_json(decision.to_json())
+    request = _request(args)
+    writer = open_writer(args)
+    try:
+        output = _Output(writer)
+        output.decision(decide(policy, request, _filesystem(policy, args)))
+        output.drain()
+    finally:
+        if writer is not None:
+            writer.close()
     return EXIT_OK
+
+
+class _Output:
+    """Prints results in input order; with an audit log, each decision only once it is
+    durable there (an unrecorded decision is never shown: AuditUnavailable ends the run)."""
+
+    def __init__(self, writer: AuditWriter | None) -> None:
+        self.writer = writer
+        self.pending: deque[tuple[dict[str, Any], Ticket | None]] = deque()
+
+    def decision(self, decision: Decision) -> None:
+        if self.writer is None:
+            _print_json(decision.to_json())
+            return
+        ticket = self.writer.submit(record_from_decision(decision, source="cli"))
+        self.pending.append((decision.to_json(), ticket))
+        self.drain(block=False)
+
+    def error(self, obj: dict[str, Any]) -> None:
+        if self.pending:
+            self.pending.append((obj, None))
+        else:
+            _print_json(obj)
+
+    def drain(self, block: bool = True) -> None:
+        while self.pending:
+            obj, ticket = self.pending[0]
+            if ticket is not None:
+                if not block and not ticket.done():
+                    return
+                ticket.result()
+            _print_json(obj)
+            self.pending.popleft()
+        sys.stdout.flush()
 
 
 def _run_batch(policy: CompiledPolicy, args: argparse.Namespace) -> int:
@@ -145,17 +154,25 @@ def _run_batch(policy: CompiledPolicy, args: argparse.Namespace) -> int:
             stream = open(args.batch, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
         except OSError as e:
             raise RequestError(f"cannot read {args.batch}: {e.strerror or e}") from None
-    with stream:
-        for number, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                request = _batch_request(line, args)
-            except RequestError as e:
-                _print_json({"error": f"line {number}: {e}"})
-                continue
-            _print_json(decide(policy, request, _filesystem(policy, args, request.cwd)).to_json())
-            sys.stdout.flush()
+    writer = open_writer(args)
+    output = _Output(writer)
+    try:
+        with stream:
+            for number, line in enumerate(stream, 1):
+                if not line.strip():
+                    continue
+                try:
+                    request = _batch_request(line, args)
+                except RequestError as e:
+                    output.error({"error": f"line {number}: {e}"})
+                    continue
+                output.decision(decide(policy, request, _filesystem(policy, args, request.cwd)))
+                if writer is None:
+                    sys.stdout.flush()
+        output.drain()
+    finally:
+        if writer is not None:
+            writer.close()
     return EXIT_OK
 
 
@@ -248,6 +265,3 @@ def render_explanation(policy: CompiledPolicy, request: Request, decision: Decis
 def _print_json(obj: dict[str, Any]) -> None:
     print(json.dumps(obj, ensure_ascii=False))
 
-
-if __name__ == "__main__":
-    sys.exit(main())
