@@ -102,9 +102,9 @@ def check_last(entry: dict[str, object], line_key: AuditKey, path: Path) -> None
     prev = entry["prev"]
     if parts is None or not isinstance(prev, str) or \
             line_key.hexdigest(prev.encode() + parts[0]) != parts[1]:
-        kind = "keyed" if line_key.keyed else "unkeyed"
+        kind = "a keyed" if line_key.keyed else "an unkeyed"
         raise AuditUnavailable(
-            f"{path}: the last entry (seq {entry['seq']}) fails its hash as a {kind} "
+            f"{path}: the last entry (seq {entry['seq']}) fails its hash as {kind} "
             "entry: wrong key, keyed/unkeyed mismatch, or tampering; run "
             "`gateway audit verify`")
 

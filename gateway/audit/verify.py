@@ -42,8 +42,6 @@ from gateway.audit.keys import AuditKey
 from gateway.audit.reader import segment_paths
 from gateway.errors import GatewayError
 
-_PREFIX_LEN = len(HASH_MEMBER_PREFIX)
-
 
 @dataclass(frozen=True)
 class VerifyResult:
@@ -163,27 +161,29 @@ class _State:
         self.log_keyed = key.keyed
 
     def walk(self, walk: _Walk) -> None:
-        digest, loads, wanted = self.key.hexdigest, orjson.loads, self.wanted
+        digest, wanted = self.key.hexdigest, self.wanted
         prefix, span = HASH_MEMBER_PREFIX, HASH_MEMBER_LEN
+        start = len(prefix)
         prev, seq, chain = GENESIS_PREV, 0, None
+        prev_bytes = prev.encode()
         last = len(walk.segments) - 1
         for number in range(last + 1):
             lines, torn = walk.lines(number)
             for index, line in enumerate(lines):
                 if chain is None:
                     chain = self._genesis(line)
+                    chain_member = b'"chain":"%s"' % (chain or "").encode()
                 i = line.find(prefix)
-                if i > 0:
-                    try:
-                        entry = loads(line)
-                    except orjson.JSONDecodeError:
-                        entry = None
-                    if type(entry) is dict and entry.get("seq") == seq \
-                            and type(entry["seq"]) is int and entry.get("prev") == prev \
-                            and entry.get("chain") == chain and line[i + span - 1] == 34 \
-                            and digest(prev.encode() + line[:i] + line[i + span:]) \
-                            == entry.get("hash") == line[i + _PREFIX_LEN:i + span - 1].decode():
-                        prev = entry["hash"]  # type: ignore[assignment]
+                # Members are found as bytes, not by parsing: in canonical JSON a quote
+                # inside a string is escaped, so `"seq":N,` and `"prev":"H"` with bare
+                # quotes can only be top-level members of this flat object, and the
+                # keyed digest covers every byte but the hash member's own.
+                if i > 0 and line[i + span - 1] == 34 and line[0] == 123 \
+                        and b'"seq":%d,' % seq in line and b'"prev":"' + prev_bytes + b'"' \
+                        in line and chain_member in line:
+                    got = line[i + start:i + span - 1]
+                    if digest(prev_bytes + line[:i] + line[i + span:]).encode() == got:
+                        prev, prev_bytes = got.decode(), got
                         if seq in wanted:
                             self.seen[seq] = prev
                         seq += 1

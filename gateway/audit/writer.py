@@ -38,6 +38,7 @@ from gateway.audit.format import (
 from gateway.audit.keys import AuditKey
 from gateway.audit.reader import segment_name
 from gateway.audit.recovery import AuditUnavailable, LogState, set_aside, survey
+from gateway.audit.tickets import Batch, Ticket
 
 __all__ = ["AuditUnavailable", "AuditWriter", "Ticket"]
 
@@ -46,43 +47,15 @@ _PLACEHOLDER = "0" * 64
 MAX_PENDING = 16_384
 
 
-class _Batch:
-    """Records queued together; one event tells all their producers the outcome."""
-
-    __slots__ = ("done", "error", "first_seq", "records")
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, object]] = []
-        self.done = threading.Event()
-        self.first_seq = -1
-        self.error: str | None = None
-
-
-class Ticket:
-    """A submitted record: `result()` waits until it is durable and returns its seq."""
-
-    __slots__ = ("_batch", "_index")
-
-    def __init__(self, batch: _Batch, index: int) -> None:
-        self._batch = batch
-        self._index = index
-
-    def done(self) -> bool:
-        return self._batch.done.is_set()
-
-    def result(self, timeout: float | None = 5.0) -> int:
-        """The record's seq once it is on disk; AuditUnavailable if it never will be
-        (or not within `timeout` seconds: the caller must then treat it as unrecorded)."""
-        batch = self._batch
-        if not batch.done.wait(timeout):
-            raise AuditUnavailable(f"audit entry not durable within {timeout} s")
-        if batch.error is not None:
-            raise AuditUnavailable(batch.error)
-        return batch.first_seq + self._index
-
-
 class AuditWriter:
-    """Owns one log: appends chained entries durably, rotates, checkpoints."""
+    """Owns one log: appends chained entries durably, rotates, checkpoints.
+
+    `max_latency`: the writer takes queued records as soon as it is free (a producer
+    wakes an idle writer at once), so no record waits for a timer; this bounds the
+    writer's idle sleep, and so how late a missed wake-up or a due checkpoint or
+    rotation can be. `max_pending` records queued at once make `submit` wait for room
+    (backpressure) instead of growing memory without bound.
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, key: bytes | None,
                  max_latency: float = 0.010, rotate_bytes: int | None = 64 << 20,
@@ -104,8 +77,8 @@ class AuditWriter:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._space = threading.Condition(self._lock)
-        self._open = _Batch()
-        self._inflight: _Batch | None = None
+        self._open = Batch()
+        self._inflight: Batch | None = None
         self._idle = False
         self._closing = False
         self._closed = False
@@ -276,7 +249,7 @@ class AuditWriter:
                             break
                     batch = self._open
                     if batch.records:
-                        self._open = _Batch()
+                        self._open = Batch()
                         self._space.notify_all()
                     stop = self._closing and not batch.records
                 if batch.records:
@@ -292,21 +265,30 @@ class AuditWriter:
         except Exception as e:  # any failure must fail closed, with its reason
             self._fail(f"audit writer failed: {type(e).__name__}: {e}")
 
-    def _commit(self, batch: _Batch) -> None:
-        self._rotate_if_due()
+    def _commit(self, batch: Batch) -> None:
         batch.first_seq = self._seq
-        self._write_batch(batch.records)
+        records, start = batch.records, 0
+        while start < len(records):
+            self._rotate_if_due()
+            room = None if self._rotate_bytes is None else self._rotate_bytes - self._size
+            start = self._write_batch(records, start, room)
         batch.done.set()
         if self._seq - 1 - self._checkpoint_seq >= self._checkpoint_every:
             self._checkpoint()
 
-    def _write_batch(self, records: list[dict[str, object]]) -> None:
-        """Number, chain, write and sync; the chain state moves only on success."""
+    def _write_batch(self, records: list[dict[str, object]], start: int = 0,
+                     room: int | None = None) -> int:
+        """Number, chain, write and sync `records[start:]`, stopping early once `room`
+        bytes are used (the segment is then full); returns where it stopped. The chain
+        state moves only on success."""
         seq, prev, chain, digest = self._seq, self._prev, self._chain, self._key.hexdigest
         ts = self._clock.now()
         dumps, at, span = orjson.dumps, len(HASH_MEMBER_PREFIX), HASH_MEMBER_LEN
-        lines = []
-        for entry in records:
+        lines, used, end = [], 0, start
+        for entry in records[start:] if start else records:
+            if room is not None and used >= room and lines:
+                break
+            end += 1
             entry["seq"] = seq
             entry["ts"] = ts
             entry["chain"] = chain
@@ -317,7 +299,9 @@ class AuditWriter:
             line = dumps(entry, option=_SORT)
             i = line.find(HASH_MEMBER_PREFIX)
             prev = digest(prev.encode() + line[:i] + line[i + span:])
-            lines.append(line[:i + at] + prev.encode() + line[i + span - 1:])
+            line = line[:i + at] + prev.encode() + line[i + span - 1:]
+            lines.append(line)
+            used += len(line) + 1
             seq += 1
         lines.append(b"")
         data = b"\n".join(lines)
@@ -333,6 +317,7 @@ class AuditWriter:
             self._segment_started = time.time()
         self._seq, self._prev = seq, prev
         self._size += len(data)
+        return end
 
     def _cut_back(self) -> None:
         with contextlib.suppress(OSError):
@@ -343,7 +328,7 @@ class AuditWriter:
             if self._error is None:
                 self._error = reason
             pending = self._open
-            self._open = _Batch()
+            self._open = Batch()
             self._space.notify_all()
         for batch in (self._inflight, pending):
             if batch is not None and not batch.done.is_set():

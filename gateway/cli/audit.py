@@ -199,20 +199,56 @@ def _run_stats(args: argparse.Namespace) -> int:
 
 def _run_tail(args: argparse.Namespace) -> int:
     path = _log_path(args)
-    last: deque[Mapping[str, object]] = deque(iter_entries(path), maxlen=max(args.lines, 0))
+    last: deque[Mapping[str, object]] = deque(maxlen=max(args.lines, 0))
+    seen = -1
+    for entry in iter_entries(path):
+        last.append(entry)
+        seq = entry.get("seq")
+        seen = seq if isinstance(seq, int) else seen
     _print_entries(last, args.json)
     if args.follow:
-        seen = int(last[-1]["seq"]) if last and isinstance(last[-1].get("seq"), int) else -1  # type: ignore[call-overload]
-        _print_entries(_follow(path, seen), args.json)
+        _print_entries(follow(path, seen), args.json)
     return EXIT_OK
 
 
-def _follow(path: str, seen: int, interval: float = 0.25) -> Iterator[Mapping[str, object]]:
-    """New entries as they are written, across rotation (by seq, so nothing repeats)."""
+def follow(path: str, seen: int, interval: float = 0.25) -> Iterator[dict[str, object]]:
+    """Entries after seq `seen` as they are written. Reads only what was appended to the
+    current segment since the last look; after a rotation, the segments in between."""
+    position: tuple[int, int] | None = None  # (inode, offset) of the current segment
     while True:
-        for entry in iter_entries(path):
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            time.sleep(interval)
+            continue
+        if position is None or position[0] != stat.st_ino or stat.st_size < position[1]:
+            entries: Iterable[dict[str, object]] = iter_entries(path)  # rotated: rescan
+            offset = 0
+            with open(path, "rb") as current:
+                offset = current.seek(0, os.SEEK_END)
+        else:
+            entries, offset = _appended(path, position[1])
+        for entry in entries:
             seq = entry.get("seq")
             if isinstance(seq, int) and seq > seen:
                 seen = seq
                 yield entry
+        position = (stat.st_ino, offset)
         time.sleep(interval)
+
+
+def _appended(path: str, offset: int) -> tuple[list[dict[str, object]], int]:
+    """Whole lines appended at `offset`, and where the next read starts."""
+    with open(path, "rb") as current:
+        current.seek(offset)
+        data = current.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    out = []
+    for line in complete.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out, offset + len(complete)

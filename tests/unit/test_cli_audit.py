@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +149,35 @@ def test_missing_log_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
     result = gateway(*args)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("gateway: ")
+
+
+def test_tail_follow_prints_new_entries_as_they_are_written(log: Path) -> None:
+    """`tail -f` shows the entries appended after it started, each once, and no older one."""
+    before = entries(log)[-1]["seq"]
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "audit", "tail", str(log), "-n",
+                             "0", "-f", "--json"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        written = gateway("eval", "--policy", AUTOGEN, "--audit-log", str(log), "--agent",
+                          "late", "network", "late.example")
+        assert written.returncode == 0, written.stderr
+        expected = [e["seq"] for e in entries(log) if e["seq"] > before]  # type: ignore[operator]
+        shown = read_json_lines(proc, len(expected), deadline=20)
+        assert [e["seq"] for e in shown] == expected
+        assert [e["agent"] for e in shown if e.get("source") == "cli"] == ["late"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def read_json_lines(proc: subprocess.Popen[str], count: int, deadline: float) -> list[dict]:
+    """Up to `count` JSON lines from the process's stdout, waiting at most `deadline` s."""
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    out: list[dict] = []
+    end = time.monotonic() + deadline
+    while len(out) < count and time.monotonic() < end:
+        with contextlib.suppress(queue.Empty):
+            out.append(json.loads(lines.get(timeout=max(0.01, end - time.monotonic()))))
+    return out
