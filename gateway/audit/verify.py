@@ -178,7 +178,7 @@ class _State:
                 # inside a string is escaped, so `"seq":N,` and `"prev":"H"` with bare
                 # quotes can only be top-level members of this flat object, and the
                 # keyed digest covers every byte but the hash member's own.
-                if i > 0 and line[i + span - 1] == 34 and line[0] == 123 \
+                if i > 0 and line[i + span - 1:i + span] == b'"' and line[:1] == b"{" \
                         and b'"seq":%d,' % seq in line and b'"prev":"' + prev_bytes + b'"' \
                         in line and chain_member in line:
                     got = line[i + start:i + span - 1]
