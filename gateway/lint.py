@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.matching.addresses import SPECIAL_RANGES
+from gateway.matching.hosts import compile_host_selector
 from gateway.policy.compiled import CompiledPolicy, CompiledRule
 from gateway.policy.model import Action, Effect
 
@@ -82,15 +83,11 @@ def _over_broad(policy: CompiledPolicy, rule: CompiledRule) -> list[str]:
 
 
 def _covers_special(selector: str) -> list[str]:
-    """A CIDR allow that covers special addresses allows them: make that choice visible."""
-    if "/" not in selector:
-        return []
-    try:
-        network = ipaddress.ip_network(selector.strip("[]"), strict=False)
-    except ValueError:
-        return []
-    if network.prefixlen == 0:
-        return []  # like a wildcard, it never allows a special address
+    """A CIDR allow that covers special addresses allows them: make that choice visible.
+    The selector is read exactly as the host index reads it (mapped forms included)."""
+    network = compile_host_selector(selector).network
+    if network is None or network.prefixlen == 0:
+        return []  # not a CIDR; or like a wildcard, it never allows a special address
     covered = [f"{cidr} ({what})" for cidr, what in SPECIAL_RANGES
                if _overlaps(network, ipaddress.ip_network(cidr))]
     if not covered:
