@@ -252,6 +252,7 @@ def _decide_command(policy: CompiledPolicy, request: Request, fs: FileSystem | N
             p.text + (" (seen through)" if p.see_through else "") for p in analysis.parts))
     index = table.index
     allowed_by: CompiledRule | None = None
+    denied: Decision | None = None
     for part in analysis.parts:
         candidates = [_agent_candidate(policy.rules[k], request.agent)
                       for k in index.denies(part)]  # type: ignore[union-attr]
@@ -265,10 +266,14 @@ def _decide_command(policy: CompiledPolicy, request: Request, fs: FileSystem | N
             if not any(c.counts for c in candidates):
                 continue
         verdict, rule, reason = _settle(policy, table, command, candidates, part=part)
-        if verdict is Verdict.DENY:
-            return _make(policy, request, command, (verdict, rule, reason), part=part.text)
-        if allowed_by is None and rule is not None:
+        if verdict is Verdict.DENY and denied is None:
+            denied = _make(policy, request, command, (verdict, rule, reason), part=part.text)
+            if trace is None:
+                return denied  # the first denied part decides; explain still shows the rest
+        if allowed_by is None and rule is not None and verdict is Verdict.ALLOW:
             allowed_by = rule
+    if denied is not None:
+        return denied
     if allowed_by is not None:
         return _make(policy, request, command,
                      (Verdict.ALLOW, allowed_by, _allow_reason(allowed_by)))

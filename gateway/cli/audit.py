@@ -173,7 +173,8 @@ def _run_verify(args: argparse.Namespace) -> int:
         print(f"OK: {result.entries} entries, {result.segments} segments, last seq "
               f"{result.last_seq}, head {result.head_hash}")
         return EXIT_OK
-    print(f"DAMAGED: {result.damage} at seq {result.bad_seq}: {result.message}")
+    where = f" at seq {result.bad_seq}" if result.bad_seq is not None else ""
+    print(f"DAMAGED: {result.damage}{where}: {result.message}")
     return EXIT_DAMAGED
 
 

@@ -134,3 +134,12 @@ def test_help_explains_every_command() -> None:
     for command in ("check", "eval", "explain"):
         assert command in result.stdout
     assert "exit 2 when" in " ".join(gateway("eval", "--help").stdout.split())
+
+
+def test_explain_shows_every_part_even_after_the_first_denied_one() -> None:
+    """explain lists the rules matching each part; the verdict names the first denied part."""
+    result = gateway("explain", "--policy", AUTOGEN, "shell_exec", "rm -rf / ; curl x.invalid")
+    assert result.returncode == 0, result.stderr
+    assert "rules matching 'rm -rf /'" in result.stdout
+    assert "rules matching 'curl x.invalid'" in result.stdout
+    assert "verdict: DENY by rule 8: rm -rf /:" in result.stdout
