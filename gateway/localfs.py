@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from gateway.matching.paths import resolve_path
 
 MAX_SCRIPT_BYTES = 64 * 1024
@@ -12,17 +10,14 @@ MAX_SCRIPT_BYTES = 64 * 1024
 class LocalFileSystem:
     """Resolves symlinks as the kernel does and reads scripts that a command runs."""
 
-    def __init__(self, cwd: str) -> None:
-        self.cwd = cwd
-
     def resolve(self, path: str, cwd: str) -> str:
         return resolve_path(path, cwd=cwd)
 
     def read_script(self, path: str) -> str | None:
-        """The script's text, or None when it cannot be read (then the line is judged as is)."""
-        full = os.path.join(self.cwd, path)
+        """The script's text, or None when it cannot be read. The engine passes paths
+        already made absolute against the request's working directory."""
         try:
-            with open(full, "rb") as f:
+            with open(path, "rb") as f:
                 raw = f.read(MAX_SCRIPT_BYTES + 1)
         except OSError:
             return None

@@ -105,10 +105,12 @@ def open_writer(args: argparse.Namespace) -> AuditWriter | None:
     return writer
 
 
+def _key_in_environment() -> bool:
+    return bool(os.environ.get("GATEWAY_AUDIT_KEY_FILE") or os.environ.get("GATEWAY_AUDIT_KEY"))
+
+
 def _default_key_file(log: str) -> str | None:
-    if os.environ.get("GATEWAY_AUDIT_KEY_FILE") or os.environ.get("GATEWAY_AUDIT_KEY"):
-        return None
-    return log + ".key"
+    return None if _key_in_environment() else log + ".key"
 
 
 def _key_environ(explicit: str | None) -> Mapping[str, str]:
@@ -159,8 +161,7 @@ def _filter(args: argparse.Namespace) -> Filter:
 def _run_verify(args: argparse.Namespace) -> int:
     path = _log_path(args)
     key_file = args.key_file
-    if key_file is None and not (os.environ.get("GATEWAY_AUDIT_KEY_FILE")
-                                 or os.environ.get("GATEWAY_AUDIT_KEY")):
+    if key_file is None and not _key_in_environment():
         key_file = path + ".key" if os.path.exists(path + ".key") else None
     key = load_key(key_file=key_file, environ=_key_environ(args.key_file), create=False)
     if key is None:

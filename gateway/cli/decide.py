@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import deque
 from typing import IO, Any
@@ -103,7 +102,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     writer = open_writer(args)
     try:
         output = _Output(writer)
-        output.decision(decide(policy, request, _filesystem(policy, args)))
+        output.decision(decide(policy, request, _filesystem(args)))
         output.drain()
     finally:
         if writer is not None:
@@ -166,7 +165,7 @@ def _run_batch(policy: CompiledPolicy, args: argparse.Namespace) -> int:
                 except RequestError as e:
                     output.error({"error": f"line {number}: {e}"})
                     continue
-                output.decision(decide(policy, request, _filesystem(policy, args, request.cwd)))
+                output.decision(decide(policy, request, _filesystem(args)))
                 if writer is None:
                     sys.stdout.flush()
         output.drain()
@@ -214,22 +213,15 @@ def _make_request(action: Any, target: Any, cwd: str | None, agent: str | None,
     return Request(kind, target, cwd=cwd, agent=agent, method=method)
 
 
-def _filesystem(policy: CompiledPolicy, args: argparse.Namespace,
-                cwd: str | None = None) -> LocalFileSystem | None:
-    if not args.resolve:
-        return None
-    return LocalFileSystem(_absolute_cwd(policy, cwd or args.cwd))
-
-
-def _absolute_cwd(policy: CompiledPolicy, cwd: str | None) -> str:
-    return os.path.normpath(os.path.join(policy.project_dir, cwd or "."))
+def _filesystem(args: argparse.Namespace) -> LocalFileSystem | None:
+    return LocalFileSystem() if args.resolve else None
 
 
 def _run_explain(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy, project_dir=args.project_dir)
     request = _request(args)
     trace = Trace()
-    decision = decide(policy, request, _filesystem(policy, args), trace)
+    decision = decide(policy, request, _filesystem(args), trace)
     print(render_explanation(policy, request, decision, trace))
     return EXIT_OK
 

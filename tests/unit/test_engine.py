@@ -206,7 +206,7 @@ def test_resolve_requires_both_the_link_and_its_target(tmp_path: Path) -> None:
                        project_dir=str(tmp_path))
     request = Request(Action.FILE_READ, str(tmp_path / "workspace" / "link"))
     assert decide(policy, request).verdict is Verdict.ALLOW
-    resolved = decide(policy, request, LocalFileSystem(str(tmp_path)))
+    resolved = decide(policy, request, LocalFileSystem())
     assert resolved.verdict is Verdict.DENY
     assert f"resolves to {tmp_path}/secret/key" in resolved.reason
 
@@ -220,7 +220,7 @@ def test_resolve_follows_symlinks_before_dotdot(tmp_path: Path) -> None:
     policy = policy_of("- {action: file_read, path: '${PROJECT_DIR}/workspace/**', effect: allow}\n",
                        project_dir=str(tmp_path))
     request = Request(Action.FILE_READ, "workspace/link/../key")
-    decision = decide(policy, request, LocalFileSystem(str(tmp_path)))
+    decision = decide(policy, request, LocalFileSystem())
     assert decision.verdict is Verdict.DENY
     assert decision.target == f"{tmp_path}/workspace/key"
     assert f"resolves to {tmp_path}/secret/key" in decision.reason
@@ -328,3 +328,16 @@ def test_default_policy_is_strict_but_useful(default_policy: CompiledPolicy, act
     """policies/default.yaml: workspace work, registries and LLM APIs; no secrets or damage."""
     decision = ask(default_policy, action, target)
     assert decision.verdict.value == verdict, decision.reason
+
+
+def test_resolve_reads_scripts_relative_to_the_request_cwd(tmp_path: Path) -> None:
+    """With a filesystem at hand, `sh FILE` is judged by the script's text, found from cwd."""
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "evil.sh").write_text("python ok.py\nrm -rf /\n")
+    policy = policy_of("- {action: shell_exec, command: 'python*', effect: allow}\n"
+                       "- {action: shell_exec, command: 'rm*', effect: deny}\n",
+                       project_dir=str(tmp_path))
+    request = Request(Action.SHELL_EXEC, "sh evil.sh", cwd="w")
+    decision = decide(policy, request, LocalFileSystem())
+    assert decision.verdict is Verdict.DENY and decision.part == "rm -rf /"
+    assert decide(policy, request).verdict is Verdict.DENY  # unread: `sh evil.sh` itself
