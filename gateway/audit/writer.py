@@ -272,7 +272,7 @@ class AuditWriter:
             self._rotate_if_due()
             room = None if self._rotate_bytes is None else self._rotate_bytes - self._size
             start = self._write_batch(records, start, room)
-        batch.done.set()
+        batch.finish()
         if self._seq - 1 - self._checkpoint_seq >= self._checkpoint_every:
             self._checkpoint()
 
@@ -332,8 +332,7 @@ class AuditWriter:
             self._space.notify_all()
         for batch in (self._inflight, pending):
             if batch is not None and not batch.done.is_set():
-                batch.error = reason
-                batch.done.set()
+                batch.finish(reason)
 
     # -- rotation and checkpoints --------------------------------------------------
 

@@ -108,6 +108,23 @@ class HostSelector:
         return None
 
 
+def example_target(selector: HostSelector) -> NetworkTarget:
+    """One host that `selector` matches: two selector sets overlap where one matches an
+    example of the other (used to find rules a setting would make unenforceable)."""
+    if selector.kind == IP:
+        assert selector.ip is not None
+        return NetworkTarget(str(selector.ip), selector.ip, None, None, None, None)
+    if selector.kind == CIDR:
+        assert selector.network is not None
+        ip = selector.network.network_address
+        return NetworkTarget(str(ip), ip, None, None, None, None)
+    name = {ALL: "example.invalid", NAME: selector.value,
+            SUFFIX: "example." + selector.value}.get(selector.kind)
+    if name is None:
+        name = selector.value.replace("*", "example")
+    return NetworkTarget(name, None, None, None, None, None)
+
+
 def is_catch_all_host(selector: str) -> bool:
     """True for the catch-all host selector, which is exactly `*`."""
     return selector == "*"

@@ -16,9 +16,10 @@ from types import MappingProxyType
 from gateway.errors import PolicyError
 from gateway.matching.commands import CommandIndex, is_catch_all_command
 from gateway.matching.hosts import HostIndex, is_catch_all_host
+from gateway.matching.hostselectors import compile_host_selector, example_target
 from gateway.matching.paths import PathIndex, is_catch_all_path
 from gateway.policy.load import PolicySource, load_policy_file, parse_policy_source, validate_policy
-from gateway.policy.model import Action, Effect, Mode, PolicyModel, Rule
+from gateway.policy.model import Action, Effect, Mode, PolicyModel, ProxySettings, Rule
 from gateway.policy.variables import VariableError, Variables, escape_literal
 
 _PLAIN_SCALAR = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]*")
@@ -73,6 +74,15 @@ class ActionRules:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledProxy:
+    """The `proxy:` section: whether every TLS connection is decrypted, and the hosts
+    that never are."""
+
+    intercept_all: bool = False
+    passthrough: HostIndex | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledPolicy:
     file: str
     mode: Mode
@@ -81,6 +91,7 @@ class CompiledPolicy:
     actions: Mapping[Action, ActionRules]
     home: str
     project_dir: str
+    proxy: CompiledProxy = CompiledProxy()
 
 
 def compile_policy(model: PolicyModel, source: PolicySource | None = None, *,
@@ -102,8 +113,9 @@ def compile_policy(model: PolicyModel, source: PolicySource | None = None, *,
     rules = tuple(_compile_rule(i, rule, variables, home, source, fail)
                   for i, rule in enumerate(model.rules))
     actions = {action: _compile_action(action, model.default, rules, fail) for action in Action}
+    proxy = _compile_proxy(model.proxy, variables, rules, fail)
     return CompiledPolicy(file, model.mode, model.default, rules, MappingProxyType(actions),
-                          os.path.normpath(home), os.path.normpath(project))
+                          os.path.normpath(home), os.path.normpath(project), proxy)
 
 
 def load_policy(path: str | os.PathLike[str], *, project_dir: str | None = None,
@@ -184,6 +196,36 @@ def _compile_action(action: Action, default: Effect, rules: tuple[CompiledRule, 
     if catch_alls:
         return ActionRules(action, catch_alls[0].effect, catch_alls[0].index, index)
     return ActionRules(action, default, None, index)
+
+
+def _compile_proxy(settings: ProxySettings, variables: Variables,
+                   rules: tuple[CompiledRule, ...], fail: Fail) -> CompiledProxy:
+    """Compile `proxy:`; a `methods`/`paths` rule on a passthrough host is an error, as
+    the proxy could never see the requests it constrains."""
+    if not settings.passthrough:
+        return CompiledProxy(settings.intercept == "all")
+    selectors = []
+    for i, raw in enumerate(settings.passthrough):
+        loc = ("proxy", "passthrough", i)
+        try:
+            selectors.append(variables.expand(raw))
+            HostIndex([(selectors[-1], i)])
+        except (VariableError, ValueError) as e:
+            raise fail(f"proxy.passthrough.{i}: {e}", loc) from None
+    passthrough = HostIndex([(s, i) for i, s in enumerate(selectors)])
+    for rule in rules:
+        if rule.action is not Action.NETWORK or (rule.methods is None and rule.url_paths is None):
+            continue
+        rule_hosts = HostIndex([(s, 0) for s in rule.selectors])
+        for j, selector in enumerate(selectors):
+            overlap = any(passthrough.match(example_target(compile_host_selector(s)))
+                          for s in rule.selectors) \
+                or rule_hosts.match(example_target(compile_host_selector(selector)))
+            if overlap:
+                raise fail(f"rules.{rule.index}: has methods/paths, but its hosts overlap "
+                           f"proxy.passthrough.{j} ({selector}), whose requests are never "
+                           "decrypted and so could not be checked", ("rules", rule.index))
+    return CompiledProxy(settings.intercept == "all", passthrough)
 
 
 def _find_bad_rule(action: Action, entries: list[tuple[str, int, bool]]) -> int | None:

@@ -103,6 +103,21 @@ class Rule(BaseModel):
         return value
 
 
+class ProxySettings(BaseModel):
+    """How the egress proxy treats TLS.
+
+    `auto` decrypts a connection only where a rule for its host has `methods` or
+    `paths` (those can only be enforced request by request); `all` decrypts every
+    connection. Hosts matching `passthrough` (host selectors) are never decrypted, for
+    pinned or mTLS clients; a `methods`/`paths` rule on such a host is a policy error.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    intercept: Literal["auto", "all"] = "auto"
+    passthrough: StrList | None = None
+
+
 class PolicyModel(BaseModel):
     """A whole policy file."""
 
@@ -114,4 +129,5 @@ class PolicyModel(BaseModel):
     vars: dict[Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], StrictStr] = Field(
         default_factory=dict
     )
+    proxy: ProxySettings = Field(default_factory=ProxySettings)
     rules: list[Rule] = Field(default_factory=list, max_length=100_000)
