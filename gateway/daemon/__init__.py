@@ -1,0 +1,1 @@
+"""`gateway up`: the long-running gateway and the sockets it serves."""
