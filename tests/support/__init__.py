@@ -1,0 +1,1 @@
+"""Test support: a throwaway certificate authority and real loopback upstream servers."""
