@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import audit, decide
+from gateway.cli import agents, audit, daemon, decide, report
 from gateway.errors import GatewayError
 
 EXIT_OK = 0
@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     decide.add_commands(sub)
+    daemon.add_commands(sub)
+    agents.add_commands(sub)
+    report.add_commands(sub)
     audit.add_commands(sub)
     return parser
 

@@ -1,0 +1,230 @@
+"""`gateway up`: one process holding the proxy, the engine, the audit writer, the
+policy watcher, the decision API and the admin socket.
+
+mitmproxy is embedded with only the addons a forwarding proxy needs (not mitmdump's
+full default chain, which costs a third of its CPU per connection) plus EgressGuard.
+Everything shares one Runtime, so the proxy, the API and `gateway status` see one
+policy and one log. SIGTERM/SIGINT stop cleanly with the log flushed; SIGHUP reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from mitmproxy import master, options
+from mitmproxy.addons import (
+    core,
+    disable_h2c,
+    errorcheck,
+    next_layer,
+    proxyserver,
+    termlog,
+    tlsconfig,
+)
+
+from gateway.audit.keys import load_key
+from gateway.audit.writer import AuditWriter
+from gateway.daemon.admin import AdminSocket
+from gateway.daemon.api import DecisionApi
+from gateway.daemon.watcher import PolicyWatcher
+from gateway.errors import GatewayError
+from gateway.proxy.addon import EgressGuard
+from gateway.proxy.resolver import Resolver, load_hosts_file
+from gateway.runtime import Runtime
+
+CA_CERT = "mitmproxy-ca-cert.pem"
+STATE_FILE = "gateway.json"
+CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE",
+                "PIP_CERT", "GIT_SSL_CAINFO")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    policy: Path
+    state_dir: Path
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    api_listen: tuple[str, int] | None = None
+    api_socket: Path | None = None
+    admin_socket: Path | None = None
+    audit_log: Path | None = None
+    audit_key_file: Path | None = None
+    agents: Path | None = None
+    hosts_file: Path | None = None
+    upstream_ca: Path | None = None
+    project_dir: str | None = None
+    simulate: bool = False
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.state_dir / "ca"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.ca_dir / CA_CERT
+
+    @property
+    def log_path(self) -> Path:
+        return self.audit_log or self.state_dir / "audit.jsonl"
+
+    @property
+    def api_path(self) -> Path:
+        return self.api_socket or self.state_dir / "api.sock"
+
+    @property
+    def admin_path(self) -> Path:
+        return self.admin_socket or self.state_dir / "admin.sock"
+
+
+def default_state_dir() -> Path:
+    """$GATEWAY_STATE_DIR, else $XDG_STATE_HOME/gateway, else ~/.local/state/gateway."""
+    if os.environ.get("GATEWAY_STATE_DIR"):
+        return Path(os.environ["GATEWAY_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "gateway"
+
+
+def environment_lines(proxy_url: str, ca_cert: Path) -> list[str]:
+    """What an agent's environment needs to use the gateway (both spellings of the proxy
+    variables: curl reads only lower-case `http_proxy`)."""
+    lines = []
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        lines.append(f"{name}={proxy_url}")
+    lines += ["NO_PROXY=", "no_proxy="]
+    lines += [f"{name}={ca_cert}" for name in CA_VARIABLES]
+    return lines
+
+
+def run(config: DaemonConfig, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Run the gateway until it is told to stop; the process's exit status."""
+    return asyncio.run(_serve(config, out, err))
+
+
+async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config.ca_dir.mkdir(exist_ok=True, mode=0o700)
+    key = load_key(key_file=os.fspath(config.audit_key_file or f"{config.log_path}.key"),
+                   environ={}, create=True)
+    resolver = Resolver(load_hosts_file(config.hosts_file) if config.hosts_file else {})
+    writer = AuditWriter(config.log_path, key=key)
+    writer.start()
+    try:
+        runtime = Runtime(config.policy, writer, agents_path=config.agents,
+                          project_dir=config.project_dir, simulate=config.simulate)
+    except GatewayError:
+        writer.close()
+        raise
+    proxy = master.Master(_options(config), with_termlog=False)
+    banner = _Banner(config, runtime, out, err)
+    proxy.addons.add(termlog.TermLog(), errorcheck.ErrorCheck(), core.Core(),
+                     proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
+                     disable_h2c.DisableH2C(), EgressGuard(runtime, resolver), banner)
+    proxy.options.update(termlog_verbosity="warn")
+    api = DecisionApi(runtime, unix_path=os.fspath(config.api_path), tcp=config.api_listen)
+    admin = AdminSocket(runtime, os.fspath(config.admin_path), on_stop=proxy.shutdown)
+    watcher = PolicyWatcher(runtime, err)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, proxy.shutdown)
+    loop.add_signal_handler(signal.SIGINT, proxy.shutdown)
+    loop.add_signal_handler(signal.SIGHUP, watcher.reload_soon, "SIGHUP")
+    code = 0
+    try:
+        await api.start()
+        await admin.start()
+        banner.api, banner.watcher = api, watcher
+        watcher.start()
+        await proxy.run()
+    except SystemExit as e:  # errorcheck: the proxy could not start (port in use...)
+        code = e.code if isinstance(e.code, int) else 2
+    finally:
+        watcher.stop()
+        await admin.close()
+        await api.close()
+        with contextlib.suppress(OSError):
+            (config.state_dir / STATE_FILE).unlink()
+        writer.close()
+    if writer.error:
+        print(f"gateway: audit log failed: {writer.error}", file=err)
+        return code or 1
+    print("gateway: stopped; audit log flushed", file=err)
+    return code
+
+
+def _options(config: DaemonConfig) -> options.Options:
+    opts = options.Options()
+    opts.update_defer(
+        listen_host=config.listen[0], listen_port=config.listen[1],
+        confdir=os.fspath(config.ca_dir),
+        # Dial only after the request was decided, and never buffer huge bodies.
+        connection_strategy="lazy", stream_large_bodies="1m",
+    )
+    if config.upstream_ca is not None:
+        opts.update_defer(ssl_verify_upstream_trusted_ca=os.fspath(config.upstream_ca))
+    return opts
+
+
+class _Banner:
+    """Says where everything is once the proxy listens, and leaves it in gateway.json."""
+
+    def __init__(self, config: DaemonConfig, runtime: Runtime, out: TextIO, err: TextIO) -> None:
+        self.config, self.runtime, self.out, self.err = config, runtime, out, err
+        self.api: DecisionApi | None = None
+        self.watcher: PolicyWatcher | None = None
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        servers = ctx.master.addons.get("proxyserver").listen_addrs()
+        host, port = servers[0][:2] if servers else self.config.listen
+        shown = f"[{host}]" if ":" in host else host
+        proxy_url = f"http://{shown}:{port}"
+        policy = self.runtime.policy
+        info: dict[str, Any] = {
+            "pid": os.getpid(), "proxy": proxy_url, "ca_cert": os.fspath(self.config.ca_cert),
+            "api_socket": os.fspath(self.config.api_path),
+            "api_tcp": [self.config.api_listen[0], self.api.tcp_port]
+            if self.api and self.config.api_listen and self.api.tcp_port else None,
+            "admin_socket": os.fspath(self.config.admin_path),
+            "audit_log": os.fspath(self.config.log_path),
+        }
+        _write_json(self.config.state_dir / STATE_FILE, info)
+        print(f"gateway: proxy listening on {proxy_url} (policy {self.config.policy}, "
+              f"sha256 {self.runtime.policy_sha256[:12]}, mode {policy.mode.value})",
+              file=self.err)
+        print(f"gateway: CA certificate {self.config.ca_cert}", file=self.err)
+        api = f"unix:{info['api_socket']}"
+        if info["api_tcp"]:
+            api += f", tcp:{info['api_tcp'][0]}:{info['api_tcp'][1]}"
+        print(f"gateway: decision API {api}; admin socket {info['admin_socket']}", file=self.err)
+        print(f"gateway: audit log {info['audit_log']}"
+              + ("" if self.runtime.writer.keyed else " (UNKEYED)"), file=self.err)
+        print("# the agent's environment:", file=self.out)
+        for line in environment_lines(proxy_url, self.config.ca_cert):
+            print(line, file=self.out)
+        self.out.flush()
+        self.err.flush()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_state(state_dir: Path) -> dict[str, Any]:
+    """The running gateway's gateway.json; GatewayError when none runs there."""
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        raise GatewayError(f"no gateway is running with state directory {state_dir}") from None
+    if not isinstance(data, dict):
+        raise GatewayError(f"{state_dir / STATE_FILE}: not a gateway state file")
+    return data
+
