@@ -109,11 +109,12 @@ class Runtime:
         self.counts[(source, decision.verdict.value, decision.mode.value)] += 1
         return ticket
 
-    def note(self, record: Mapping[str, object]) -> Ticket | None:
+    def note(self, record: Mapping[str, object], *, deferred: bool = False) -> Ticket | None:
         """Queue a record that follows a decision already recorded (a reload, a request's
-        completion); None when the log is down, which `status()` already shows."""
+        completion: `deferred`, nobody waits for it); None when the log is down, which
+        `status()` already shows."""
         try:
-            return self.writer.submit(record)
+            return self.writer.submit(record, deferred=deferred)
         except (AuditUnavailable, ValueError):
             return None
 

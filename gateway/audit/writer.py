@@ -80,6 +80,7 @@ class AuditWriter:
         self._open = Batch()
         self._inflight: Batch | None = None
         self._idle = False
+        self._urgent = False  # a record someone waits for is queued
         self._closing = False
         self._closed = False
         self._error: str | None = None
@@ -110,9 +111,14 @@ class AuditWriter:
     def keyed(self) -> bool:
         return self._key.keyed
 
-    def submit(self, record: Mapping[str, object]) -> Ticket:
+    def submit(self, record: Mapping[str, object], *, deferred: bool = False) -> Ticket:
         """Queue a record (copied now) without waiting for the disk. ValueError for a
-        record the log cannot hold; AuditUnavailable when the writer has failed."""
+        record the log cannot hold; AuditUnavailable when the writer has failed.
+
+        A `deferred` record is one nobody waits for (a request's completion): it does
+        not wake the writer, but rides with the next batch, or is written within
+        `max_latency`, instead of costing a sync of its own.
+        """
         check_record(record)
         check_source(record)
         entry = dict(record)
@@ -125,11 +131,15 @@ class AuditWriter:
                 batch = self._open
                 if len(batch.records) < self._max_pending:
                     break
+                self._urgent = True  # full: write it now, deferred or not
+                self._wake.notify()
                 self._space.wait(self._max_latency)
             index = len(batch.records)
             batch.records.append(entry)
-            if index == 0 and self._idle:
-                self._wake.notify()
+            if not deferred and not self._urgent:
+                self._urgent = True
+                if self._idle:
+                    self._wake.notify()
         return Ticket(batch, index)
 
     def append(self, record: Mapping[str, object], timeout: float | None = 5.0) -> int:
@@ -238,16 +248,18 @@ class AuditWriter:
         try:
             while True:
                 with self._lock:
-                    while not self._open.records and not self._closing:
-                        # Producers wake an idle writer at once; the timeout only
-                        # bounds the wait should a wake-up ever be missed, and lets
-                        # the checkpoint and rotation timers run when all is quiet.
+                    while not self._urgent and not self._closing:
+                        # Producers wake an idle writer at once; the timeout bounds
+                        # how long deferred records wait, and the wait should a
+                        # wake-up ever be missed, and lets the checkpoint and rotation
+                        # timers run when all is quiet.
                         self._idle = True
-                        self._wake.wait(self._max_latency)
+                        woken = self._wake.wait(self._max_latency)
                         self._idle = False
-                        if self._timers_due():
+                        if (not woken and self._open.records) or self._timers_due():
                             break
                     batch = self._open
+                    self._urgent = False
                     if batch.records:
                         self._open = Batch()
                         self._space.notify_all()

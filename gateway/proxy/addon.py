@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-from mitmproxy import ctx, exceptions, http, tcp, tls, udp
+from mitmproxy import ctx, http, tcp, tls, udp
 from mitmproxy.connection import Client
 from mitmproxy.proxy import server_hooks
 
@@ -103,42 +103,41 @@ class EgressGuard:
         if self._embedded or not updated & set(_OPTIONS):
             return
         opts = ctx.options
-        if "gateway_hosts" in updated:
-            try:
-                hosts = load_hosts_file(opts.gateway_hosts) if opts.gateway_hosts else {}
-            except GatewayError as e:
-                raise exceptions.OptionsError(f"gateway_hosts: {e}") from None
-            self.resolver = Resolver(hosts)
-        if not opts.policy:
-            return
         try:
-            runtime = self._standalone_runtime()
+            if "gateway_hosts" in updated:
+                self.resolver = Resolver(load_hosts_file(opts.gateway_hosts)
+                                         if opts.gateway_hosts else {})
+            if opts.policy:
+                self._start_runtime()
         except (GatewayError, AuditUnavailable, OSError) as e:
-            raise exceptions.OptionsError(f"policy: {e}") from None
-        old, self.runtime = self.runtime, runtime
-        if old is not None:
-            old.writer.close()
+            # Logged, not raised: mitmproxy shows a script's exceptions as tracebacks.
+            # Logged at startup, mitmdump exits; later, the running policy stays.
+            log.error("gateway: %s (%s)", e, "every connection is refused"
+                      if self.runtime is None else "the running policy stays")
 
-    def _standalone_runtime(self) -> Runtime:
+    def _start_runtime(self) -> None:
+        """Under mitmdump: open the audit log (once per path) and load the policy."""
         opts = ctx.options
-        log_path = opts.gateway_audit_log or str(
-            Path(opts.confdir).expanduser() / "gateway-audit.jsonl")
-        key = load_key(key_file=opts.gateway_audit_key or log_path + ".key", environ={},
-                       create=True)
-        if self.runtime is not None and Path(log_path) == self.runtime.writer.path:
-            writer = self.runtime.writer  # same log: keep the writer that holds its lock
-            self.runtime.writer = AuditWriter(log_path, key=key)  # so close() spares it
-        else:
-            writer = AuditWriter(log_path, key=key)
+        log_path = Path(opts.gateway_audit_log or
+                        Path(opts.confdir).expanduser() / "gateway-audit.jsonl")
+        writer = self.runtime.writer if self.runtime is not None else None
+        fresh = None
+        if writer is None or writer.path != log_path:
+            key = load_key(key_file=opts.gateway_audit_key or f"{log_path}.key", environ={},
+                           create=True)
+            writer = fresh = AuditWriter(log_path, key=key)
             writer.start()
         try:
-            return Runtime(opts.policy, writer, agents_path=opts.gateway_agents or None,
-                           project_dir=opts.gateway_project_dir or None,
-                           simulate=opts.gateway_simulate)
+            runtime = Runtime(opts.policy, writer, agents_path=opts.gateway_agents or None,
+                              project_dir=opts.gateway_project_dir or None,
+                              simulate=opts.gateway_simulate)
         except GatewayError:
-            if self.runtime is None or writer is not self.runtime.writer:
-                writer.close()
+            if fresh is not None:
+                fresh.close()
             raise
+        old, self.runtime = self.runtime, runtime
+        if old is not None and old.writer is not writer:
+            old.writer.close()
 
     def running(self) -> None:
         if ctx.options.connection_strategy != "lazy":
@@ -164,7 +163,7 @@ class EgressGuard:
         host, port = state.tunnel
         self.runtime.note({"source": "proxy", "agent": state.agent, "action": "network",
                            "event": "done", "ref": state.seq, "host": host, "port": port,
-                           "duration_ms": _ms_since(state.started)})
+                           "duration_ms": _ms_since(state.started)}, deferred=True)
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
@@ -360,7 +359,7 @@ class EgressGuard:
         record["bytes"] = sent if sent is not None else _body_bytes(flow)
         if flow.error is not None:
             record["error"] = str(flow.error.msg)[:512]
-        self.runtime.note(record)
+        self.runtime.note(record, deferred=True)
 
 
 def _body_bytes(flow: http.HTTPFlow) -> int:

@@ -252,3 +252,25 @@ def test_a_failing_sink_is_recorded_not_fatal(tmp_path: Path) -> None:
         writer.append(record(9))
     assert any(e.get("event") == "sink failed" for e in iter_entries(log))
     assert verify_log(log, key=KEY).ok
+
+
+def test_a_deferred_record_is_written_within_max_latency(tmp_path: Path) -> None:
+    """A record nobody waits for does not wake the writer, but is durable within the bound."""
+    with AuditWriter(tmp_path / "audit.jsonl", key=KEY, max_latency=0.05) as writer:
+        time.sleep(0.1)  # let the writer go idle
+        ticket = writer.submit(record(1), deferred=True)
+        assert ticket.result(timeout=1.0) == 1
+
+
+def test_a_deferred_record_rides_with_the_next_urgent_one(tmp_path: Path) -> None:
+    """Deferred, then urgent: one batch (one timestamp), each in its submitted order."""
+    log = tmp_path / "audit.jsonl"
+    with AuditWriter(log, key=KEY, max_latency=5.0) as writer:
+        time.sleep(0.1)
+        deferred = writer.submit(record(1), deferred=True)
+        time.sleep(0.2)
+        assert not deferred.done()  # nothing woke the writer for it
+        assert writer.append(record(2)) == 2
+        assert deferred.result(timeout=0) == 1
+    entries = [e for e in iter_entries(log) if e["seq"] in (1, 2)]
+    assert [e["n"] for e in entries] == [1, 2] and entries[0]["ts"] == entries[1]["ts"]
