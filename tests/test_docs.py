@@ -43,3 +43,25 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     setup = README.split("## Set up", 1)[1]
     test_command = setup.split("```sh", 2)[2].split("```", 1)[0].strip()
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+PROXY_DOC = (ROOT / "docs" / "proxy.md").read_text()
+
+
+def _up_options() -> list[str]:
+    up = _parser()._subparsers._group_actions[0].choices["up"]  # type: ignore[union-attr]
+    return [o for action in up._actions for o in action.option_strings if o.startswith("--")]
+
+
+@pytest.mark.parametrize("option", [o for o in _up_options() if o != "--help"])
+def test_every_gateway_up_option_is_documented(option: str) -> None:
+    """docs/proxy.md's option table names every flag of `gateway up`."""
+    assert f"`{option}" in PROXY_DOC
+
+
+def test_every_addon_option_is_documented() -> None:
+    """docs/proxy.md lists exactly the options the mitmproxy addon declares."""
+    from gateway.proxy.addon import _OPTIONS
+
+    documented = set(re.findall(r"^\| `(policy|gateway_\w+)` \|", PROXY_DOC, re.M))
+    assert documented == set(_OPTIONS)
