@@ -304,6 +304,10 @@ DEFAULT_TABLE = [
     ("pypi_plain_http_denied", "network", "http://pypi.org/simple/", "DENY"),
     ("llm_api", "network", "api.anthropic.com:443", "ALLOW"),
     ("metadata_denied", "network", "169.254.169.254", "DENY"),
+    ("github_reachable", "network", "github.com:443", "ALLOW"),
+    ("github_clone", "network", "POST https://github.com/o/r.git/git-upload-pack", "ALLOW"),
+    ("github_push_denied", "network", "POST https://github.com/o/r.git/git-receive-pack", "DENY"),
+    ("github_page", "network", "GET https://github.com/o/r", "ALLOW"),
     ("unknown_host_denied", "network", "webhook.site:443", "DENY"),
     ("tests_with_a_pipe", "shell_exec", "cd src && python -m pytest -q | tee out.txt", "ALLOW"),
     ("git_status", "shell_exec", "git status --short", "ALLOW"),
@@ -325,8 +329,13 @@ def default_policy() -> CompiledPolicy:
                          ids=[c[0] for c in DEFAULT_TABLE])
 def test_default_policy_is_strict_but_useful(default_policy: CompiledPolicy, action: str,
                                              target: str, verdict: str) -> None:
-    """policies/default.yaml: workspace work, registries and LLM APIs; no secrets or damage."""
-    decision = ask(default_policy, action, target)
+    """policies/default.yaml: workspace work, registries and LLM APIs; no secrets or damage.
+    A network target `METHOD URL` is a request-level decision."""
+    method, _, url = target.partition(" ")
+    if action == "network" and url and method.isupper():
+        decision = ask(default_policy, action, url, method=method)
+    else:
+        decision = ask(default_policy, action, target)
     assert decision.verdict.value == verdict, decision.reason
 
 
