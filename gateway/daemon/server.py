@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from gateway.runtime import Runtime
 CA_CERT = "mitmproxy-ca-cert.pem"
 STATE_FILE = "gateway.json"
 GC_THRESHOLD = 20_000
+DRAIN_SECONDS = 2.0
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE",
                 "PIP_CERT", "GIT_SSL_CAINFO")
 
@@ -122,6 +124,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
+    _check_listen(config.listen, "--listen")
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     config.ca_dir.mkdir(exist_ok=True, mode=0o700)
     key = load_key(key_file=os.fspath(config.audit_key_file or f"{config.log_path}.key"),
@@ -137,7 +140,7 @@ async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
         raise
     proxy = master.Master(_options(config), with_termlog=False)
     banner = _Banner(config, runtime, out, err)
-    proxy.addons.add(termlog.TermLog(), errorcheck.ErrorCheck(), core.Core(),
+    proxy.addons.add(termlog.TermLog(err), errorcheck.ErrorCheck(), core.Core(),
                      proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
                      disable_h2c.DisableH2C(), EgressGuard(runtime, resolver), banner)
     proxy.options.update(termlog_verbosity="warn")
@@ -158,6 +161,7 @@ async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
     except SystemExit as e:  # errorcheck: the proxy could not start (port in use...)
         code = e.code if isinstance(e.code, int) else 2
     finally:
+        await _drain(proxy)
         watcher.stop()
         await admin.close()
         await api.close()
@@ -169,6 +173,43 @@ async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
         return code or 1
     print("gateway: stopped; audit log flushed", file=err)
     return code
+
+
+async def _drain(proxy: master.Master, seconds: float = DRAIN_SECONDS) -> None:
+    """Stop listening, give open connections a moment to finish (their decisions are
+    still recorded), then cancel the rest, before the log is closed."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_ignore_cancelled)  # a cancelled connection is no error
+    server = proxy.addons.get("proxyserver")
+    with contextlib.suppress(Exception):
+        await server.servers.update([])
+    deadline = loop.time() + seconds
+    while server.connections and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
+def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
+
+
+def _check_listen(address: tuple[str, int], flag: str) -> None:
+    """Say plainly when the proxy's address cannot be had, before anything starts."""
+    host, port = address
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise GatewayError(f"{flag} {host}:{port}: cannot listen there: "
+                               f"{e.strerror or e}") from None
 
 
 def _options(config: DaemonConfig) -> options.Options:

@@ -39,6 +39,7 @@ from gateway.runtime import Runtime, durable
 log = logging.getLogger(__name__)
 
 IPAddress = IPv4Address | IPv6Address
+_PENDING = "gateway.decided"  # flow.metadata: the decision of a request let through
 _OPTIONS = ("policy", "gateway_agents", "gateway_audit_log", "gateway_audit_key",
             "gateway_hosts", "gateway_simulate", "gateway_project_dir")
 
@@ -209,7 +210,9 @@ class EgressGuard:
                                       fronted=fronted)
         seq = await self._record(flow, verdicted, "request", url=url, method=request.method)
         if seq is not None and verdicted.status is None:
-            flow.metadata["gateway.seq"] = seq
+            flow.metadata[_PENDING] = {"ref": seq, "agent": state.agent,
+                                       "host": verdicted.decision.target, "port": port,
+                                       "method": request.method, "url": redact_url(url)}
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
@@ -341,24 +344,22 @@ class EgressGuard:
 
     def _request_done(self, flow: http.HTTPFlow, event: str = "done",
                       sent: int | None = None) -> None:
-        seq = flow.metadata.pop("gateway.seq", None)
-        if seq is None or self.runtime is None:
+        """The completion entry of a request that was let through: status, size, time."""
+        decided = flow.metadata.pop(_PENDING, None)
+        if decided is None or self.runtime is None:
             return
-        state = self.clients.get(flow.client_conn.id)
-        request, response = flow.request, flow.response
+        response = flow.response
+        end = response.timestamp_end if response and response.timestamp_end else time.time()
         record: dict[str, object] = {
-            "source": "proxy", "agent": state.agent if state else None, "action": "network",
-            "event": event, "ref": seq, "host": request.pretty_host, "port": request.port,
-            "method": request.method, "url": redact_url(request.url),
-            "duration_ms": int(((flow.response.timestamp_end if response and
-                                 response.timestamp_end else time.time())
-                                - request.timestamp_start) * 1000),
+            "source": "proxy", "action": "network", "event": event, **decided,
+            "duration_ms": int((end - flow.request.timestamp_start) * 1000),
+            "bytes": sent if sent is not None else _body_bytes(flow),
         }
         if response is not None:
             record["status"] = response.status_code
-        record["bytes"] = sent if sent is not None else _body_bytes(flow)
         if flow.error is not None:
             record["error"] = str(flow.error.msg)[:512]
+            record.setdefault("status", 502)  # what the client was answered
         self.runtime.note(record, deferred=True)
 
 
