@@ -6,14 +6,14 @@ Like the engine, no I/O: the proxy resolves names and passes the addresses in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 
 from gateway.engine import Decision, Request, Verdict, decide
 from gateway.matching.addresses import canonical_ip, special_for_ip
-from gateway.matching.hosts import BadTarget, parse_network_target
-from gateway.policy.compiled import CompiledPolicy
+from gateway.matching.hosts import BadTarget, NetworkTarget, parse_network_target
+from gateway.policy.compiled import CompiledPolicy, CompiledRule
 from gateway.policy.model import Action, Effect
 
 
@@ -24,9 +24,8 @@ def authority(host: str, port: int) -> str:
 
 def intercepts(policy: CompiledPolicy, host: str, port: int, agent: str | None) -> bool:
     """Whether a TLS connection to host:port must be decrypted: `proxy.intercept: all`,
-    or a rule for this host, port and agent constrains methods or paths (deny rules too:
-    `allow github.com` + `deny POST */git-receive-pack` needs each request seen).
-    Passthrough hosts never are; the policy compiler refuses rules that would need it."""
+    or requests there are constrained (`constrains_requests`). Passthrough hosts never
+    are; the policy compiler refuses rules that would need it."""
     try:
         target = parse_network_target(authority(host, port))
     except BadTarget:
@@ -34,15 +33,32 @@ def intercepts(policy: CompiledPolicy, host: str, port: int, agent: str | None) 
     proxy = policy.proxy
     if proxy.passthrough is not None and proxy.passthrough.match(target):
         return False
-    if proxy.intercept_all:
-        return True
+    return proxy.intercept_all or constrains_requests(policy, target, port, agent)
+
+
+def constrains_requests(policy: CompiledPolicy, target: NetworkTarget, port: int,
+                        agent: str | None) -> bool:
+    """Whether a rule for this host, port and agent has methods or paths (deny rules
+    too: `allow github.com` + `deny POST */git-receive-pack` needs each request seen).
+    Where none does, every request to host:port is decided as host:port itself."""
+    return any(r.methods is not None or r.url_paths is not None
+               for r in _rules_for(policy, target, port, agent))
+
+
+def constrains_paths(policy: CompiledPolicy, target: NetworkTarget, port: int,
+                     agent: str | None) -> bool:
+    """Whether a rule for this host, port and agent has paths. Where none does, a
+    request's decision depends on its method alone, never on its URL."""
+    return any(r.url_paths is not None for r in _rules_for(policy, target, port, agent))
+
+
+def _rules_for(policy: CompiledPolicy, target: NetworkTarget, port: int,
+               agent: str | None) -> Iterator[CompiledRule]:
     index = policy.actions[Action.NETWORK].index
     for match in index.match(target):  # type: ignore[union-attr]
         rule = policy.rules[match.key]
-        if (rule.methods is not None or rule.url_paths is not None) \
-                and rule.applies_to(agent) and (rule.ports is None or port in rule.ports):
-            return True
-    return False
+        if rule.applies_to(agent) and (rule.ports is None or port in rule.ports):
+            yield rule
 
 
 def named_exactly(policy: CompiledPolicy, decision: Decision) -> bool:

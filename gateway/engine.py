@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from gateway.errors import RequestError
 from gateway.matching.hosts import BadTarget, NetworkTarget, parse_network_target
 from gateway.matching.paths import BadPath, normalise_path
 from gateway.policy.compiled import ActionRules, CompiledPolicy, CompiledRule
@@ -50,6 +51,26 @@ class Request:
     cwd: str | None = None
     agent: str | None = None
     method: str | None = None
+
+
+ACTIONS = ", ".join(a.value for a in Action)
+
+
+def make_request(action: object, target: object, *, cwd: str | None = None,
+                 agent: str | None = None, method: str | None = None) -> Request:
+    """A Request from loosely typed fields (a JSON line, argv); RequestError naming the
+    first problem with `action` or `target`."""
+    if action is None:
+        raise RequestError("missing 'action'")
+    try:
+        kind = Action(action)
+    except ValueError:
+        raise RequestError(f"unknown action {action!r} (one of: {ACTIONS})") from None
+    if target is None:
+        raise RequestError("missing 'target'")
+    if not isinstance(target, str):
+        raise RequestError("'target' must be a string")
+    return Request(kind, target, cwd=cwd, agent=agent, method=method)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +135,23 @@ def decide(policy: CompiledPolicy, request: Request, fs: FileSystem | None = Non
 # --- network --------------------------------------------------------------------------
 
 
+def decide_parsed(policy: CompiledPolicy, request: Request, target: NetworkTarget) -> Decision:
+    """A network decision on `request` whose target the caller has parsed already
+    (`request_target`): the answer `decide` gives, without parsing it again."""
+    return _judge_network(policy, request, target, None)
+
+
 def _decide_network(policy: CompiledPolicy, request: Request, fs: FileSystem | None,
                     trace: Trace | None) -> Decision:
     try:
         target = parse_network_target(request.target)
     except BadTarget as e:
         return _bad_input(policy, request, str(e))
+    return _judge_network(policy, request, target, trace)
+
+
+def _judge_network(policy: CompiledPolicy, request: Request, target: NetworkTarget,
+                   trace: Trace | None) -> Decision:
     if trace is not None:
         trace.steps.append(f"target {request.target!r} -> host {target.host!r}, "
                            f"port {target.port if target.port is not None else 'unknown'}"

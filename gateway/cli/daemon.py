@@ -147,6 +147,7 @@ def _run_status(args: argparse.Namespace) -> int:
 def render_status(status: dict[str, Any]) -> str:
     policy, audit = status.get("policy", {}), status.get("audit", {})
     decisions, timing = status.get("decisions", {}), status.get("decision_us", {})
+    cpu = status.get("decision_cpu_us", {})
     lines = [
         f"uptime       {status.get('uptime_s', 0):.0f} s",
         f"policy       {policy.get('path')} sha256 {str(policy.get('sha256'))[:16]} "
@@ -161,7 +162,8 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append("by source    " + ", ".join(
             f"{k} {v}" for k, v in sorted(decisions["by_source"].items())))
     if timing.get("count"):
-        lines.append(f"decide       p50 {timing['p50']} us, p99 {timing['p99']} us "
+        lines.append(f"decide       p50 {timing['p50']} us, p99 {timing['p99']} us wall; "
+                     f"p50 {cpu.get('p50')} us, p99 {cpu.get('p99')} us CPU "
                      f"({timing['count']} samples)")
     health = "ok" if audit.get("ok") else f"FAILED: {audit.get('error')}"
     lines.append(f"audit log    {audit.get('path')} {health}"

@@ -11,7 +11,7 @@ from typing import IO, Any
 from gateway.audit.format import record_from_decision
 from gateway.audit.writer import AuditWriter, Ticket
 from gateway.cli.audit import add_writer_args, open_writer
-from gateway.engine import Decision, Request, Trace, decide
+from gateway.engine import ACTIONS, Decision, Request, Trace, decide, make_request
 from gateway.errors import RequestError
 from gateway.lint import lint_policy
 from gateway.localfs import LocalFileSystem
@@ -20,7 +20,6 @@ from gateway.policy.model import Action
 
 EXIT_OK = 0
 
-_ACTIONS = ", ".join(a.value for a in Action)
 _BATCH_KEYS = {"action", "target", "cwd", "agent", "method"}
 
 
@@ -74,7 +73,7 @@ def _add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolve", action="store_true",
                    help="consult the filesystem: resolve symlinks (the link and its target "
                         "must both be allowed) and read scripts that commands run")
-    p.add_argument("action", nargs="?", metavar="ACTION", help=_ACTIONS)
+    p.add_argument("action", nargs="?", metavar="ACTION", help=ACTIONS)
     p.add_argument("target", nargs="?", metavar="TARGET",
                    help="host, host:port or URL; a path; or a command line")
 
@@ -188,29 +187,16 @@ def _batch_request(line: str, args: argparse.Namespace) -> Request:
     for key in ("cwd", "agent", "method"):
         if key in data and not isinstance(data[key], str):
             raise RequestError(f"{key!r} must be a string")
-    return _make_request(data.get("action"), data.get("target"), data.get("cwd", args.cwd),
-                         data.get("agent", args.agent), data.get("method", args.method))
+    return make_request(data.get("action"), data.get("target"), cwd=data.get("cwd", args.cwd),
+                        agent=data.get("agent", args.agent),
+                        method=data.get("method", args.method))
 
 
 def _request(args: argparse.Namespace) -> Request:
     if args.action is None or args.target is None:
         raise RequestError("give ACTION and TARGET (or --batch FILE)")
-    return _make_request(args.action, args.target, args.cwd, args.agent, args.method)
-
-
-def _make_request(action: Any, target: Any, cwd: str | None, agent: str | None,
-                  method: str | None) -> Request:
-    if action is None:
-        raise RequestError("missing 'action'")
-    try:
-        kind = Action(action)
-    except ValueError:
-        raise RequestError(f"unknown action {action!r} (one of: {_ACTIONS})") from None
-    if target is None:
-        raise RequestError("missing 'target'")
-    if not isinstance(target, str):
-        raise RequestError("'target' must be a string")
-    return Request(kind, target, cwd=cwd, agent=agent, method=method)
+    return make_request(args.action, args.target, cwd=args.cwd, agent=args.agent,
+                        method=args.method)
 
 
 def _filesystem(args: argparse.Namespace) -> LocalFileSystem | None:

@@ -26,9 +26,8 @@ import orjson
 
 from gateway.audit.format import check_record
 from gateway.audit.recovery import AuditUnavailable
-from gateway.engine import Request
+from gateway.engine import Request, make_request
 from gateway.errors import GatewayError, RequestError
-from gateway.policy.model import Action
 from gateway.runtime import Runtime, durable
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,6 @@ CLIENT_SOURCES = frozenset({"shim", "fs", "sdk", "cli"})
 
 _MEMBERS = frozenset({"action", "target", "cwd", "method", "agent", "token", "source",
                       "details"})
-_ACTIONS = ", ".join(a.value for a in Action)
 _SOURCES = ", ".join(sorted(CLIENT_SOURCES))
 
 
@@ -71,22 +69,11 @@ def parse_request(line: bytes) -> ApiRequest:
     if unknown:
         raise RequestError(f"unknown member {unknown[0]!r} (a request has "
                            f"{', '.join(sorted(_MEMBERS))})")
-    action = data.get("action")
-    if action is None:
-        raise RequestError("missing 'action'")
-    try:
-        kind = Action(action)
-    except ValueError:
-        raise RequestError(f"unknown action {action!r} (one of: {_ACTIONS})") from None
-    target = data.get("target")
-    if target is None:
-        raise RequestError("missing 'target'")
-    if not isinstance(target, str):
-        raise RequestError("'target' must be a string")
     cwd, method, agent, token = (_optional_str(data, k)
                                  for k in ("cwd", "method", "agent", "token"))
+    request = make_request(data.get("action"), data.get("target"), cwd=cwd, method=method)
     source = data.get("source")
-    return ApiRequest(Request(kind, target, cwd=cwd, method=method), agent, token,
+    return ApiRequest(request, agent, token,
                       "cli" if source is None else _source(source), _details(data.get("details")))
 
 

@@ -106,6 +106,18 @@ def _host_and_port(hostport: str, bare_ipv6: bool) -> tuple[str, IPAddress | Non
     return name, ipv4, port
 
 
+def request_target(connection: NetworkTarget, scheme: str, tail: str, text: str) -> NetworkTarget:
+    """What `parse_network_target(text)` gives for `text` = `scheme://AUTHORITY` + `tail`,
+    where `connection` is AUTHORITY (with its port) parsed already: a proxy decides many
+    requests on one connection without reading its authority again. `tail` must be an
+    origin-form request target (starting with `/`)."""
+    check_text(text, "target")
+    path_end = _PATH_END_RE.search(tail)
+    path = (tail if path_end is None else tail[: path_end.start()]) or "/"
+    return NetworkTarget(connection.host, connection.ip, connection.port, scheme.lower(), path,
+                         connection.special)
+
+
 def parse_network_target(text: str, default_port: int | None = None) -> NetworkTarget:
     """Parse `host`, `host:port`, `[v6]:port`, `user@host` or a URL into a NetworkTarget.
 

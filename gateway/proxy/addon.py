@@ -28,7 +28,7 @@ from gateway.audit.keys import load_key
 from gateway.audit.recovery import AuditUnavailable
 from gateway.audit.writer import AuditWriter
 from gateway.egress import authority, check_addresses, intercepts
-from gateway.engine import Decision, Request, Verdict
+from gateway.engine import Decision, Verdict
 from gateway.errors import GatewayError
 from gateway.matching.hosts import BadTarget, parse_network_target
 from gateway.policy.model import Action, Mode
@@ -206,7 +206,8 @@ class EgressGuard:
         request.headers.pop("Proxy-Authorization", None)
         url = f"{request.scheme}://{authority(*_canonical(host, port))}{request.path}"
         fronted = state.fronted or _misdirected(state, request, host, port)
-        verdicted = await self._judge(state, host, port, url=url, method=request.method,
+        verdicted = await self._judge(state, host, port, scheme=request.scheme,
+                                      path=request.path, method=request.method,
                                       fronted=fronted)
         seq = await self._record(flow, verdicted, "request", url=url, method=request.method)
         if seq is not None and verdicted.status is None:
@@ -275,15 +276,17 @@ class EgressGuard:
         return self.runtime.agents.from_proxy_authorization(
             request.headers.get("Proxy-Authorization"))
 
-    async def _judge(self, state: ClientState, host: str, port: int, *, url: str | None = None,
+    async def _judge(self, state: ClientState, host: str, port: int, *,
+                     scheme: str | None = None, path: str | None = None,
                      method: str | None = None, fronted: str | None = None) -> Verdicted:
         runtime = self.runtime
         if runtime is None:
             decision = Decision(Action.NETWORK, host, Verdict.DENY,
                                 "the gateway has no policy", Mode.ENFORCE, port=port)
             return Verdicted(decision, 503, decision.reason)
-        decision = runtime.decide(Request(Action.NETWORK, url or authority(host, port),
-                                          agent=state.agent, method=method))
+        key = _canonical(host, port)
+        decision = runtime.decide_network(*key, state.agent, scheme=scheme, path=path,
+                                          method=method)
         if fronted is not None and decision.verdict is Verdict.ALLOW:
             decision = Decision(Action.NETWORK, decision.target, Verdict.DENY,
                                 f"one identity per request: {fronted}", decision.mode,
@@ -291,7 +294,6 @@ class EgressGuard:
             return Verdicted(decision, 421 if decision.blocks else None, decision.reason)
         if decision.blocks:
             return Verdicted(decision, 403, decision.reason)
-        key = _canonical(host, port)
         address = state.pins.get(key)
         if address is None:
             try:

@@ -7,11 +7,10 @@ import asyncio
 import os
 import socket
 import stat
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
@@ -23,6 +22,7 @@ from gateway.daemon.client import GatewayUnreachable, admin_call
 from gateway.engine import Request
 from gateway.policy.model import Action
 from gateway.runtime import Runtime
+from tests.support.eventloop import run
 
 KEY = b"k" * 32
 POLICY = """\
@@ -32,25 +32,6 @@ rules:
   - {action: network, host: allowed.example, effect: allow}
 """
 RELAXED = POLICY + "  - {action: network, host: later.example, effect: allow}\n"
-
-T = TypeVar("T")
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """An event loop running in a background thread, as the daemon's would."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
-
-
-def run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run_coroutine_threadsafe(coro, loop).result(10)
-
 
 @dataclass
 class Gateway:

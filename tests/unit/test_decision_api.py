@@ -9,11 +9,10 @@ import os
 import socket
 import stat
 import subprocess
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
@@ -25,6 +24,7 @@ from gateway.daemon.api import MAX_LINE_BYTES, DecisionApi
 from gateway.daemon.client import DecisionClient, GatewayUnreachable
 from gateway.errors import GatewayError
 from gateway.runtime import Runtime
+from tests.support.eventloop import run
 
 KEY = b"k" * 32
 POLICY = """\
@@ -37,25 +37,6 @@ rules:
   - {action: file_read, path: "/data/**", effect: allow}
 """
 GOOD = b'{"action": "network", "target": "allowed.example"}'
-
-T = TypeVar("T")
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """An event loop running in a background thread, as the daemon's would."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
-
-
-def run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run_coroutine_threadsafe(coro, loop).result(10)
-
 
 @dataclass
 class Gateway:
