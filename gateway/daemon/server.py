@@ -125,8 +125,13 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
     _check_listen(config.listen, "--listen")
-    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config.ca_dir.mkdir(exist_ok=True, mode=0o700)
+    _check_readable(config.upstream_ca, "--upstream-ca")
+    try:
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config.ca_dir.mkdir(exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise GatewayError(f"--state-dir {config.state_dir}: cannot create it: "
+                           f"{e.strerror or e}") from None
     key = load_key(key_file=os.fspath(config.audit_key_file or f"{config.log_path}.key"),
                    environ={}, create=True)
     resolver = Resolver(load_hosts_file(config.hosts_file) if config.hosts_file else {})
@@ -195,6 +200,16 @@ async def _drain(proxy: master.Master, seconds: float = DRAIN_SECONDS) -> None:
 def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     if not isinstance(context.get("exception"), asyncio.CancelledError):
         loop.default_exception_handler(context)
+
+
+def _check_readable(path: Path | None, flag: str) -> None:
+    if path is None:
+        return
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise GatewayError(f"{flag} {path}: cannot read it: {e.strerror or e}") from None
 
 
 def _check_listen(address: tuple[str, int], flag: str) -> None:
