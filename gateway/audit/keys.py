@@ -89,6 +89,18 @@ def load_key(*, key_file: str | None, environ: Mapping[str, str],
     return None
 
 
+def writer_key(log: str | os.PathLike[str], key_file: str | os.PathLike[str] | None,
+               environ: Mapping[str, str]) -> bytes | None:
+    """The key a writer of `log` uses: `key_file` when given; else the environment's
+    ($GATEWAY_AUDIT_KEY_FILE, then $GATEWAY_AUDIT_KEY); else `LOG.key`, generated on
+    first use. A key file that does not exist yet is generated too."""
+    if key_file:
+        return load_key(key_file=os.fspath(key_file), environ={}, create=True)
+    if environ.get(ENV_KEY_FILE) or environ.get(ENV_KEY):
+        return load_key(key_file=None, environ=environ, create=False)
+    return load_key(key_file=f"{os.fspath(log)}.key", environ={}, create=True)
+
+
 def _parse(text: str, where: str) -> bytes:
     try:
         key = bytes.fromhex(text.strip())

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from gateway.audit.keys import load_key
+from gateway.audit.keys import load_key, writer_key
 from gateway.audit.query import Filter, parse_time, select, summarise, table_row
 from gateway.audit.reader import iter_entries
 from gateway.audit.verify import verify_log
@@ -98,8 +98,7 @@ def open_writer(args: argparse.Namespace) -> AuditWriter | None:
         print(UNKEYED_WARNING, file=sys.stderr)
         key = None
     else:
-        key = load_key(key_file=args.audit_key_file or _default_key_file(args.audit_log),
-                       environ=_key_environ(args.audit_key_file), create=True)
+        key = writer_key(args.audit_log, args.audit_key_file, os.environ)
     writer = AuditWriter(args.audit_log, key=key)
     writer.start()
     return writer
@@ -107,10 +106,6 @@ def open_writer(args: argparse.Namespace) -> AuditWriter | None:
 
 def _key_in_environment() -> bool:
     return bool(os.environ.get("GATEWAY_AUDIT_KEY_FILE") or os.environ.get("GATEWAY_AUDIT_KEY"))
-
-
-def _default_key_file(log: str) -> str | None:
-    return None if _key_in_environment() else log + ".key"
 
 
 def _key_environ(explicit: str | None) -> Mapping[str, str]:

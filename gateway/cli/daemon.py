@@ -43,7 +43,8 @@ def add_commands(sub: Any) -> None:
     up.add_argument("--audit-log", metavar="PATH", type=Path,
                     help="audit log (default: STATE_DIR/audit.jsonl)")
     up.add_argument("--audit-key-file", metavar="FILE", type=Path,
-                    help="HMAC key for the log (default: LOG.key, created with mode 0600)")
+                    help="HMAC key for the log (default: $GATEWAY_AUDIT_KEY_FILE, "
+                         "$GATEWAY_AUDIT_KEY, else LOG.key, created with mode 0600)")
     up.add_argument("--agents", metavar="FILE", type=Path,
                     help="agents file: names and token hashes (see `gateway agents`); "
                          "without one every client is agent 'anonymous'")

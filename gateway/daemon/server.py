@@ -33,7 +33,7 @@ from mitmproxy.addons import (
     tlsconfig,
 )
 
-from gateway.audit.keys import load_key
+from gateway.audit.keys import writer_key
 from gateway.audit.writer import AuditWriter
 from gateway.daemon.admin import AdminSocket
 from gateway.daemon.api import DecisionApi
@@ -132,8 +132,7 @@ async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
     except OSError as e:
         raise GatewayError(f"--state-dir {config.state_dir}: cannot create it: "
                            f"{e.strerror or e}") from None
-    key = load_key(key_file=os.fspath(config.audit_key_file or f"{config.log_path}.key"),
-                   environ={}, create=True)
+    key = writer_key(config.log_path, config.audit_key_file, os.environ)
     resolver = Resolver(load_hosts_file(config.hosts_file) if config.hosts_file else {})
     writer = AuditWriter(config.log_path, key=key)
     writer.start()
@@ -144,10 +143,10 @@ async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
         writer.close()
         raise
     proxy = master.Master(_options(config), with_termlog=False)
-    banner = _Banner(config, runtime, out, err)
+    started = _Started(config, runtime, out, err)
     proxy.addons.add(termlog.TermLog(err), errorcheck.ErrorCheck(), core.Core(),
                      proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-                     disable_h2c.DisableH2C(), EgressGuard(runtime, resolver), banner)
+                     disable_h2c.DisableH2C(), EgressGuard(runtime, resolver), started)
     proxy.options.update(termlog_verbosity="warn")
     api = DecisionApi(runtime, unix_path=os.fspath(config.api_path), tcp=config.api_listen)
     admin = AdminSocket(runtime, os.fspath(config.admin_path), on_stop=proxy.shutdown)
@@ -160,7 +159,7 @@ async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
     try:
         await api.start()
         await admin.start()
-        banner.api, banner.watcher = api, watcher
+        started.api = api
         watcher.start()
         await proxy.run()
     except SystemExit as e:  # errorcheck: the proxy could not start (port in use...)
@@ -186,7 +185,7 @@ async def _drain(proxy: master.Master, seconds: float = DRAIN_SECONDS) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_ignore_cancelled)  # a cancelled connection is no error
     server = proxy.addons.get("proxyserver")
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # a listener that never started cannot stop
         await server.servers.update([])
     deadline = loop.time() + seconds
     while server.connections and loop.time() < deadline:
@@ -240,13 +239,13 @@ def _options(config: DaemonConfig) -> options.Options:
     return opts
 
 
-class _Banner:
-    """Says where everything is once the proxy listens, and leaves it in gateway.json."""
+class _Started:
+    """Once the proxy listens: settle the collector, say where everything is, and
+    leave it in gateway.json for `gateway env` and tooling."""
 
     def __init__(self, config: DaemonConfig, runtime: Runtime, out: TextIO, err: TextIO) -> None:
         self.config, self.runtime, self.out, self.err = config, runtime, out, err
         self.api: DecisionApi | None = None
-        self.watcher: PolicyWatcher | None = None
 
     def running(self) -> None:
         from mitmproxy import ctx

@@ -14,6 +14,7 @@ Embedded in `gateway up`, it shares the daemon's Runtime; under
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -24,7 +25,7 @@ from mitmproxy.connection import Client
 from mitmproxy.proxy import server_hooks
 
 from gateway.agents import ANONYMOUS
-from gateway.audit.keys import load_key
+from gateway.audit.keys import writer_key
 from gateway.audit.recovery import AuditUnavailable
 from gateway.audit.writer import AuditWriter
 from gateway.egress import authority, check_addresses, intercepts
@@ -61,12 +62,11 @@ class ClientState:
 @dataclass(frozen=True, slots=True)
 class Verdicted:
     """A decision with what the proxy does about it: the HTTP status of a refusal
-    (None: let it through) and the address to dial."""
+    (None: let it through, to the address now pinned for it) and why."""
 
     decision: Decision
     status: int | None
     reason: str
-    address: IPAddress | None = None
 
 
 class EgressGuard:
@@ -124,8 +124,7 @@ class EgressGuard:
         writer = self.runtime.writer if self.runtime is not None else None
         fresh = None
         if writer is None or writer.path != log_path:
-            key = load_key(key_file=opts.gateway_audit_key or f"{log_path}.key", environ={},
-                           create=True)
+            key = writer_key(log_path, opts.gateway_audit_key or None, os.environ)
             writer = fresh = AuditWriter(log_path, key=key)
             writer.start()
         try:
@@ -305,7 +304,7 @@ class EgressGuard:
                 return Verdicted(decision, 403, decision.reason)
             address = addresses[0]
             state.pins[key] = address
-        return Verdicted(decision, None, decision.reason, address)
+        return Verdicted(decision, None, decision.reason)
 
     async def _resolve(self, host: str) -> list[IPAddress]:
         target = parse_network_target(host if ":" not in host else f"[{host}]")

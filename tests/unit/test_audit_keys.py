@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit.keys import AuditKey, AuditKeyError, load_key
+from gateway.audit.keys import AuditKey, AuditKeyError, load_key, writer_key
 
 KEY_A = "aa" * 32
 KEY_B = "bb" * 32
@@ -96,3 +96,16 @@ def test_unkeyed_is_plain_sha256_and_the_repr_hides_the_key() -> None:
     """Without a key the hash is SHA-256; no repr shows key bytes."""
     assert AuditKey(None).hexdigest(b"x") == hashlib.sha256(b"x").hexdigest()
     assert "kkkk" not in repr(AuditKey(b"k" * 32))
+
+
+def test_writer_key_precedence(tmp_path: Path) -> None:
+    """A writer's key: the file given; else the environment's; else LOG.key, generated."""
+    log = tmp_path / "audit.jsonl"
+    given = tmp_path / "given.key"
+    assert writer_key(log, given, {"GATEWAY_AUDIT_KEY": "ab" * 16}) == load_key(
+        key_file=str(given), environ={}, create=False)
+    assert writer_key(log, None, {"GATEWAY_AUDIT_KEY": "ab" * 16}) == bytes.fromhex("ab" * 16)
+    assert not (tmp_path / "audit.jsonl.key").exists()
+    generated = writer_key(log, None, {})
+    assert generated is not None and (tmp_path / "audit.jsonl.key").exists()
+    assert writer_key(log, None, {}) == generated
