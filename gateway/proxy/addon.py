@@ -190,7 +190,9 @@ class EgressGuard:
             state.fronted = f"CONNECT named {host} but the TLS SNI names {sni}"
             data.ignore_connection = False
             return
-        data.ignore_connection = not state.intercept
+        # Without an SNI the server picks the site by the Host header inside TLS, which
+        # only decryption lets the gateway check against the CONNECT.
+        data.ignore_connection = not state.intercept and (sni is not None or _is_ip(host))
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
@@ -378,20 +380,25 @@ def _body_bytes(flow: http.HTTPFlow) -> int:
 
 
 def _misdirected(state: ClientState, request: http.Request, host: str, port: int) -> str | None:
-    """Why the Host header (or :authority) names another host than the connection."""
-    named = request.host_header
-    if named is None:
-        return None
-    try:
-        target = parse_network_target(named)
-    except BadTarget:
-        return f"the Host header {named!r} is not a host"
+    """Why the request names another host than its connection: in a tunnel, an
+    absolute-form URL (servers must prefer it to Host); anywhere, the Host header (or
+    HTTP/2 :authority)."""
     expected = _canonical(host, port)[0]
-    if target.host != expected:
-        where = "CONNECT" if state.tunnel else "the request URL"
-        return f"{where} named {expected} but the Host header names {named}"
-    if target.port is not None and target.port != port:
-        return f"the Host header names port {target.port}, the connection port {port}"
+    where = "CONNECT" if state.tunnel else "the request URL"
+    named = [("the Host header", request.host_header)]
+    if state.tunnel is not None and request.authority:
+        named.append(("the request", request.authority))
+    for what, text in named:
+        if text is None:
+            continue
+        try:
+            target = parse_network_target(text)
+        except BadTarget:
+            return f"{what} names {text!r}, which is not a host"
+        if target.host != expected:
+            return f"{where} named {expected} but {what} names {text}"
+        if target.port is not None and target.port != port:
+            return f"{what} names port {target.port}, the connection port {port}"
     return None
 
 

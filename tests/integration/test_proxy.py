@@ -353,3 +353,31 @@ def test_status_reports_counts_and_health(gateway: RunningGateway) -> None:
     assert status["policy"]["mode"] == "enforce" and len(status["policy"]["sha256"]) == 64
     assert status["audit"]["ok"] is True and status["decisions"]["total"] > 0
     assert status["decision_us"]["count"] > 0 and status["agents"] == ["analyst"]
+
+
+def test_an_absolute_url_inside_a_tunnel_must_name_the_tunnel_host(gateway: RunningGateway, upstreams: Upstreams) -> None:
+    """`GET http://other/` sent inside a CONNECT to an allowed host is misdirected (421)."""
+    result = raw_connect(gateway.proxy_host, gateway.proxy_port, f"web.test:{upstreams.https.port}",
+                         sni="web.test", host_header=f"web.test:{upstreams.https.port}",
+                         ca_path=gateway.ca_cert, path=f"http://denied.test:{upstreams.http.port}/x")
+    assert (result.connect_status, result.http_status) == (200, 421)
+    assert b"but the request names denied.test" in result.body
+    assert upstreams.http.connections == 0 and upstreams.https.requests == []
+
+
+def test_a_tunnel_without_sni_is_decrypted_so_its_host_header_is_checked(gateway: RunningGateway, upstreams: Upstreams) -> None:
+    """No SNI to compare: the gateway decrypts, and a Host for another site gets 421."""
+    import ssl
+    import socket
+
+    with socket.create_connection((gateway.proxy_host, gateway.proxy_port), timeout=5) as raw:
+        raw.sendall(f"CONNECT api.test:{upstreams.https.port} HTTP/1.1\r\n\r\n".encode())
+        assert raw.recv(1024).startswith(b"HTTP/1.1 200")
+        context = ssl.create_default_context(cafile=str(gateway.ca_cert))
+        context.check_hostname = False  # no server_hostname: no SNI is sent
+        with context.wrap_socket(raw) as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := tls.recv(65536):
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.1 421") and upstreams.https.connections == 0
