@@ -367,8 +367,8 @@ def test_an_absolute_url_inside_a_tunnel_must_name_the_tunnel_host(gateway: Runn
 
 def test_a_tunnel_without_sni_is_decrypted_so_its_host_header_is_checked(gateway: RunningGateway, upstreams: Upstreams) -> None:
     """No SNI to compare: the gateway decrypts, and a Host for another site gets 421."""
-    import ssl
     import socket
+    import ssl
 
     with socket.create_connection((gateway.proxy_host, gateway.proxy_port), timeout=5) as raw:
         raw.sendall(f"CONNECT api.test:{upstreams.https.port} HTTP/1.1\r\n\r\n".encode())

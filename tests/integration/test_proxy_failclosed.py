@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.disks import small_tmpfs
 from tests.support.gateway import RunningGateway
 from tests.support.upstreams import HttpUpstream, plain_proxy_request
 
@@ -23,14 +23,8 @@ POLICY = "version: 1\ndefault: deny\nrules:\n  - {action: network, host: ok.test
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs: the audit log fills it after a few hundred entries."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_audit_disk_refuses_every_request_with_503(tmp_path: Path, small_disk: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 from gateway.audit.reader import iter_entries
 from gateway.audit.verify import verify_log
 from gateway.audit.writer import AuditUnavailable, AuditWriter, Ticket
+from tests.support.disks import small_tmpfs
 
 KEY = b"k" * 32
 
@@ -21,16 +22,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs need
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs, unmounted afterwards."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "64k") as mount:
         yield mount
-    finally:
-        while subprocess.run(["umount", "-l", str(mount)], check=False,
-                             capture_output=True).returncode == 0:
-            pass
 
 
 def record(n: int) -> dict[str, object]:

@@ -8,7 +8,6 @@ import contextlib
 import os
 import socket
 import stat
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from gateway.daemon.api import MAX_LINE_BYTES, DecisionApi
 from gateway.daemon.client import DecisionClient, GatewayUnreachable
 from gateway.errors import GatewayError
 from gateway.runtime import Runtime
+from tests.support.disks import small_tmpfs
 from tests.support.eventloop import run
 
 KEY = b"k" * 32
@@ -254,16 +254,8 @@ def test_a_closed_audit_log_fails_closed(start: Callable[..., Gateway]) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs(tmp_path, "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
 
 
 def test_a_full_disk_fails_closed(small_disk: Path, start: Callable[..., Gateway]) -> None:
