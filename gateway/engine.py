@@ -8,7 +8,7 @@ match, any deny gives DENY, else any allow gives ALLOW, else the action's defaul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -20,7 +20,7 @@ from gateway.matching.paths import BadPath, normalise_path
 from gateway.policy.compiled import ActionRules, CompiledPolicy, CompiledRule
 from gateway.policy.model import Action, Effect, Mode
 from gateway.shell.analyse import analyse
-from gateway.shell.words import Part
+from gateway.shell.words import Part, Word
 
 MAX_COMMAND_BYTES = 64 * 1024
 
@@ -313,6 +313,27 @@ def _decide_command(policy: CompiledPolicy, request: Request, fs: FileSystem | N
         return _make(policy, request, command,
                      (Verdict.ALLOW, None, "nothing runs (assignments only)"))
     return _make(policy, request, command, _settle(policy, table, command, []))
+
+
+def decide_shell_itself(policy: CompiledPolicy, request: Request,
+                        argv: Sequence[str]) -> Decision:
+    """A shell started with no code to run (interactive, or reading a pipe) runs
+    whatever it reads, which nothing checks: only a rule that allows the shell's own
+    line may allow it, never the default or a catch-all. `request.target` is the line."""
+    part = Part(tuple(Word.of(a) for a in argv), request.target)
+    table = policy.actions[Action.SHELL_EXEC]
+    index = table.index
+    candidates = [_agent_candidate(policy.rules[k], request.agent)
+                  for k in (*index.denies(part), *index.allows(part))]  # type: ignore[union-attr]
+    verdict, rule, reason = _settle(policy, table, request.target, candidates, part=part)
+    reads = f"{part.text} reads its commands from its input, which nothing checks"
+    if verdict is Verdict.ALLOW and (rule is None or rule.sets_default):
+        verdict, rule, reason = (Verdict.DENY, None,
+                                 f"{reads}; only a rule allowing {part.program} itself may "
+                                 "allow it")
+    else:
+        reason = f"{reads}: {reason}"
+    return _make(policy, request, request.target, (verdict, rule, reason), part=part.text)
 
 
 def _command_problem(command: str) -> str | None:

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from gateway.audit.writer import AuditWriter, Ticket
 from gateway.egress import authority, constrains_paths, constrains_requests
 from gateway.engine import Decision, FileSystem, Request, decide, decide_parsed
 from gateway.errors import GatewayError
+from gateway.execs import decide_exec
 from gateway.matching.hosts import BadTarget, NetworkTarget, parse_network_target
 from gateway.matching.targets import request_target
 from gateway.policy.compiled import CompiledPolicy, compile_policy_text
@@ -140,6 +141,15 @@ class Runtime:
                                                     agent=agent, method=method), None)
             self.cache_misses += 1
             return decide_parsed(loaded.policy, request, target)
+
+    def decide_exec(self, argv: Sequence[str], *, cwd: str | None, agent: str | None,
+                    script: str | None, script_path: str | None,
+                    env: Iterable[str]) -> Decision:
+        """The decision on executing `argv` directly (`gateway.execs`), timed."""
+        with self._timed():
+            self.cache_misses += 1
+            return decide_exec(self._loaded.policy, argv, cwd=cwd, agent=agent,
+                               script=script, script_path=script_path, env=env)
 
     def _decide(self, loaded: LoadedPolicy, request: Request,
                 fs: FileSystem | None) -> Decision:

@@ -28,6 +28,8 @@ from gateway.audit.format import check_record
 from gateway.audit.recovery import AuditUnavailable
 from gateway.engine import Request, make_request
 from gateway.errors import GatewayError, RequestError
+from gateway.execs import command_line
+from gateway.policy.model import Action
 from gateway.runtime import Runtime, durable
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,9 @@ CLIENT_SOURCES = frozenset({"shim", "fs", "sdk", "cli"})
 """Sources a client may name. `proxy` and `gateway` are the gateway's own."""
 
 _MEMBERS = frozenset({"action", "target", "cwd", "method", "agent", "token", "source",
-                      "details"})
+                      "details", "argv", "script", "script_path", "env"})
+_EXEC_MEMBERS = ("script", "script_path", "env")
+MAX_ENV_NAMES = 4096
 _SOURCES = ", ".join(sorted(CLIENT_SOURCES))
 
 
@@ -47,14 +51,27 @@ _SOURCES = ", ".join(sorted(CLIENT_SOURCES))
 
 
 @dataclass(frozen=True, slots=True)
+class Execution:
+    """A program about to be executed with `argv`, no shell in between (the shim): the
+    text of the script a shell would read, and the names of the variables set."""
+
+    argv: tuple[str, ...]
+    script: str | None
+    script_path: str | None
+    env: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ApiRequest:
-    """One parsed request line. `request.agent` is unset until credentials are checked."""
+    """One parsed request line. `request.agent` is unset until credentials are checked;
+    with `execution`, `request.target` is the command line that would start it."""
 
     request: Request
     agent: str | None
     token: str | None
     source: str
     details: dict[str, object] | None
+    execution: Execution | None = None
 
 
 def parse_request(line: bytes) -> ApiRequest:
@@ -71,10 +88,36 @@ def parse_request(line: bytes) -> ApiRequest:
                            f"{', '.join(sorted(_MEMBERS))})")
     cwd, method, agent, token = (_optional_str(data, k)
                                  for k in ("cwd", "method", "agent", "token"))
-    request = make_request(data.get("action"), data.get("target"), cwd=cwd, method=method)
+    execution = _execution(data)
+    target = command_line(execution.argv) if execution else data.get("target")
+    request = make_request(data.get("action"), target, cwd=cwd, method=method)
     source = data.get("source")
-    return ApiRequest(request, agent, token,
-                      "cli" if source is None else _source(source), _details(data.get("details")))
+    return ApiRequest(request, agent, token, "cli" if source is None else _source(source),
+                      _details(data.get("details")), execution)
+
+
+def _execution(data: dict[str, Any]) -> Execution | None:
+    """The `argv` form: a program the shim is about to execute directly."""
+    argv = data.get("argv")
+    if argv is None:
+        extra = [k for k in _EXEC_MEMBERS if data.get(k) is not None]
+        if extra:
+            raise RequestError(f"{extra[0]!r} goes with 'argv'")
+        return None
+    if data.get("target") is not None:
+        raise RequestError("give 'target' or 'argv', not both")
+    if data.get("action") != Action.SHELL_EXEC.value:
+        raise RequestError("'argv' is for action shell_exec")
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise RequestError("'argv' must be a non-empty list of strings")
+    if not argv[0]:
+        raise RequestError("'argv' must name a program")
+    env = data.get("env") or []
+    if not isinstance(env, list) or not all(isinstance(n, str) for n in env) \
+            or len(env) > MAX_ENV_NAMES:
+        raise RequestError(f"'env' must be a list of at most {MAX_ENV_NAMES} names")
+    return Execution(tuple(argv), _optional_str(data, "script"),
+                     _optional_str(data, "script_path"), tuple(env))
 
 
 def _optional_str(data: dict[str, Any], key: str) -> str | None:
@@ -148,9 +191,18 @@ class DecisionApi:
             return refusal(str(e))
         runtime = self.runtime
         agent = runtime.agents.authenticate(asked.agent, asked.token)
-        decision = runtime.decide(replace(asked.request, agent=agent))
+        details = asked.details
+        if asked.execution is None:
+            decision = runtime.decide(replace(asked.request, agent=agent))
+        else:
+            run = asked.execution
+            decision = runtime.decide_exec(run.argv, cwd=asked.request.cwd, agent=agent,
+                                           script=run.script, script_path=run.script_path,
+                                           env=run.env)
+            if run.script_path is not None:
+                details = {**(details or {}), "script": run.script_path}
         try:
-            ticket = runtime.record(decision, asked.source, asked.details)
+            ticket = runtime.record(decision, asked.source, details)
             seq = await durable(ticket)
         except ValueError as e:  # a detail that would override the decision's own field
             return refusal(str(e))

@@ -53,6 +53,13 @@ SHELL_NAMES = frozenset(SHELL_OPTIONS)
 _STDIN_PATHS = frozenset({"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
 
 
+def shell_run(name: str, args: Sequence[str]) -> Run:
+    """What a POSIX-family shell started as `name ARGS...` (no shell in between) runs:
+    `code` for -c, a `script` operand, or `stdin`. CannotAnalyse for unknown options."""
+    runs = _shell_runs(name, SHELL_OPTIONS[name], [Word.of(name), *map(Word.of, args)], False)
+    return runs[0] if runs else Run(code="")
+
+
 def shell(tool: Tool, words: Sequence[Word], runtime: bool) -> list[Run]:
     """A POSIX-family shell: -c STRING, a script file, or commands read from stdin."""
     return _shell_runs(tool.name, tool.options, words, runtime)

@@ -35,8 +35,11 @@ rules:
   - {action: network, host: blocked.example, effect: deny, reason: blocked for the test}
   - {action: network, host: coder.example, agents: [coder], effect: allow}
   - {action: file_read, path: "/data/**", effect: allow}
+  - {action: shell_exec, command: "python*", effect: allow}
+  - {action: shell_exec, command: "rm*", effect: deny}
 """
 GOOD = b'{"action": "network", "target": "allowed.example"}'
+
 
 @dataclass
 class Gateway:
@@ -354,3 +357,42 @@ def test_the_client_says_when_no_gateway_runs(tmp_path: Path, where: str) -> Non
             address = f"tcp:127.0.0.1:{probe.getsockname()[1]}"
     with pytest.raises(GatewayUnreachable, match=f"no gateway is running: cannot connect to {address}"):
         DecisionClient(address).decide("network", "allowed.example")
+
+
+@pytest.mark.parametrize(("request_", "verdict", "command", "reason"), [
+    ({"argv": ["bash", "-c", "python x.py"]}, "ALLOW", "bash -c 'python x.py'", "allowed by rule 4"),
+    ({"argv": ["/bin/sh", "-c", "rm -rf d"]}, "DENY", "/bin/sh -c 'rm -rf d'", "rm -rf d: denied by rule 5"),
+    ({"argv": ["rm", "-rf", "my dir"]}, "DENY", "rm -rf 'my dir'", "denied by rule 5"),
+    ({"argv": ["bash", "run.sh"], "script": "python a.py\n", "script_path": "run.sh"}, "ALLOW", "bash run.sh", "allowed by rule 4"),
+    ({"argv": ["bash", "run.sh"]}, "DENY", "bash run.sh", "could not be read where the command runs"),
+    ({"argv": ["bash", "-c", "python x.py"], "env": ["HOME", "BASH_ENV"]}, "DENY", "bash -c 'python x.py'", "BASH_ENV is set in the environment"),
+    ({"argv": ["bash"]}, "DENY", "bash", "reads its commands from its input"),
+])
+def test_the_shim_asks_with_argv(start: Callable[..., Gateway], request_: dict[str, Any], verdict: str, command: str, reason: str) -> None:
+    """An `argv` request is judged as the line that would start it and recorded as that line."""
+    gw = start()
+    line = orjson.dumps({"action": "shell_exec", "source": "shim", "cwd": "/w",
+                         "details": {"pid": 7}, **request_})
+    [reply] = exchange(gw.sock, [line])
+    assert reply["verdict"] == verdict and reason in reply["reason"], reply
+    assert reply["command"] == command and reply["blocks"] is (verdict == "DENY")
+    entry = gw.entry(reply["seq"])
+    assert entry["source"] == "shim" and entry["command"] == command and entry["pid"] == 7
+    assert entry.get("script") == request_.get("script_path")
+
+
+@pytest.mark.parametrize(("request_", "error"), [
+    ({"action": "shell_exec", "argv": ["ls"], "target": "ls"}, "give 'target' or 'argv', not both"),
+    ({"action": "network", "argv": ["ls"]}, "'argv' is for action shell_exec"),
+    ({"action": "shell_exec", "argv": []}, "'argv' must be a non-empty list of strings"),
+    ({"action": "shell_exec", "argv": ["ls", 3]}, "'argv' must be a non-empty list of strings"),
+    ({"action": "shell_exec", "argv": [""]}, "'argv' must name a program"),
+    ({"action": "shell_exec", "target": "ls", "script": "x"}, "'script' goes with 'argv'"),
+    ({"action": "shell_exec", "argv": ["ls"], "env": "PATH"}, "'env' must be a list"),
+])
+def test_bad_argv_requests_are_refused(start: Callable[..., Gateway], request_: dict[str, Any], error: str) -> None:
+    """Malformed `argv` requests get an error reply that blocks; nothing is recorded."""
+    gw = start()
+    [reply] = exchange(gw.sock, [orjson.dumps(request_)])
+    assert reply == {"error": error, "blocks": True} or error in reply.get("error", ""), reply
+    assert reply["blocks"] is True and gw.decisions() == []
