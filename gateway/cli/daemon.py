@@ -45,6 +45,10 @@ def add_commands(sub: Any) -> None:
     up.add_argument("--audit-key-file", metavar="FILE", type=Path,
                     help="HMAC key for the log (default: $GATEWAY_AUDIT_KEY_FILE, "
                          "$GATEWAY_AUDIT_KEY, else LOG.key, created with mode 0600)")
+    up.add_argument("--checkpoint-sink", metavar="PATH|'|COMMAND ARGS'",
+                    help="also hand every signed checkpoint of the audit log to this file (on "
+                         "another mount) or, after '|', to this command's stdin (run without "
+                         "a shell): a copy the gateway host cannot rewrite shows truncation")
     up.add_argument("--agents", metavar="FILE", type=Path,
                     help="agents file: names and token hashes (see `gateway agents`); "
                          "without one every client is agent 'anonymous'")
@@ -122,7 +126,8 @@ def _run_up(args: argparse.Namespace) -> int:
         policy=policy, state_dir=args.state_dir or default_state_dir(), listen=args.listen,
         api_listen=args.api_listen, api_socket=args.api_socket,
         admin_socket=args.admin_socket, audit_log=args.audit_log,
-        audit_key_file=args.audit_key_file, agents=args.agents, hosts_file=args.hosts_file,
+        audit_key_file=args.audit_key_file, checkpoint_sink=args.checkpoint_sink,
+        agents=args.agents, hosts_file=args.hosts_file,
         upstream_ca=args.upstream_ca, project_dir=args.project_dir, simulate=args.simulate)
     return run(config)
 

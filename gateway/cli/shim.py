@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from gateway.policy.compiled import load_policy
+from gateway.shell.shells import SHELL_NAMES
 from gateway.shim.install import (
     CONFIG_NAME,
     DEFAULT_TIMEOUT_MS,
@@ -115,9 +116,8 @@ def _print_result(result: InstallResult) -> None:
     print("\nIn a container (agents must not run by absolute path around PATH), mount "
           "read-only:")
     print(f"  {where} at {where}, first on PATH")
-    for shell in ("sh", "bash"):
-        if shell in result.installed:
-            print(f"  {result.shim} over /bin/{shell}")
+    for shell in sorted(n for n in result.installed if n in SHELL_NAMES):
+        print(f"  {result.shim} over /bin/{shell}")
     print(f"  (the shim reads {result.config}, compiled in: keep {where} at the same path)")
     if result.real_dir is not None:
         print(f"  {result.real_dir} at {result.real_dir} (the real programs)")

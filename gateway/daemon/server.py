@@ -44,6 +44,7 @@ from gateway.proxy.resolver import Resolver, load_hosts_file
 from gateway.runtime import Runtime
 
 CA_CERT = "mitmproxy-ca-cert.pem"
+PUBLIC_CA_CERT = "ca-cert.pem"
 STATE_FILE = "gateway.json"
 GC_THRESHOLD = 20_000
 DRAIN_SECONDS = 2.0
@@ -61,6 +62,7 @@ class DaemonConfig:
     admin_socket: Path | None = None
     audit_log: Path | None = None
     audit_key_file: Path | None = None
+    checkpoint_sink: str | None = None
     agents: Path | None = None
     hosts_file: Path | None = None
     upstream_ca: Path | None = None
@@ -73,7 +75,8 @@ class DaemonConfig:
 
     @property
     def ca_cert(self) -> Path:
-        return self.ca_dir / CA_CERT
+        """The CA's public certificate, readable by everyone; its key stays in ca/."""
+        return self.state_dir / PUBLIC_CA_CERT
 
     @property
     def log_path(self) -> Path:
@@ -127,14 +130,17 @@ async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
     _check_listen(config.listen, "--listen")
     _check_readable(config.upstream_ca, "--upstream-ca")
     try:
-        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Others may pass through (to the API socket and the CA certificate) but not
+        # list it; the CA's key and the admin socket are the owner's alone.
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(config.state_dir, 0o711)
         config.ca_dir.mkdir(exist_ok=True, mode=0o700)
     except OSError as e:
         raise GatewayError(f"--state-dir {config.state_dir}: cannot create it: "
                            f"{e.strerror or e}") from None
     key = writer_key(config.log_path, config.audit_key_file, os.environ)
     resolver = Resolver(load_hosts_file(config.hosts_file) if config.hosts_file else {})
-    writer = AuditWriter(config.log_path, key=key)
+    writer = AuditWriter(config.log_path, key=key, checkpoint_sink=config.checkpoint_sink)
     writer.start()
     try:
         runtime = Runtime(config.policy, writer, agents_path=config.agents,
@@ -250,6 +256,7 @@ class _Started:
     def running(self) -> None:
         from mitmproxy import ctx
 
+        _publish(self.config.ca_dir / CA_CERT, self.config.ca_cert)
         # What start-up allocated lives as long as the process: keep the collector off
         # it, and collect young objects less often (each request makes thousands).
         gc.collect()
@@ -285,6 +292,14 @@ class _Started:
             print(line, file=self.out)
         self.out.flush()
         self.err.flush()
+
+
+def _publish(source: Path, target: Path) -> None:
+    """Copy the CA certificate (never its key) to where agents can read it."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(source.read_bytes())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -71,8 +71,8 @@ class ShimBuild:
 
 
 def find_compiler(cc: str | None = None) -> list[str]:
-    """The compiler command: the first of $CC, `cc` and `gcc` found, its program made an
-    absolute path (a $CC such as `ccache gcc` keeps its further words)."""
+    """The compiler command: the first found of $CC, the `cc` argument and `gcc`, its
+    program made an absolute path (a $CC such as `ccache gcc` keeps its further words)."""
     tried = []
     for candidate in (os.environ.get("CC"), cc, "gcc"):
         if not candidate:

@@ -503,16 +503,32 @@ static int read_script(const char *path, buf_t *out)
 /* --- the request ----------------------------------------------------------------- */
 
 /* Everything up to and including `"details":`; the details object closes the line. */
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
 static void build_request(buf_t *b, int argc, char **argv, const char *name)
 {
     buf_puts(b, "{\"action\":\"shell_exec\",\"argv\":[");
-    for (int i = 0; i < argc; i++) {
-        size_t n = strlen(argv[i]);
-        if (!utf8_valid((const unsigned char *)argv[i], n))
+    for (int i = 0; i < (argc > 0 ? argc : 1); i++) {
+        /* argv[0] is the caller's choice: the gateway judges the program that will
+         * really run, so a name the configuration did not pick is replaced by it. */
+        const char *arg = argc > 0 ? argv[i] : name;
+        if (i == 0) {
+            const char *called = base_name(arg);
+            if (*called == '-')
+                called++;
+            if (strcmp(called, name) != 0)
+                arg = name;
+        }
+        size_t n = strlen(arg);
+        if (!utf8_valid((const unsigned char *)arg, n))
             deny("argument is not valid UTF-8");
         if (i)
             buf_putc(b, ',');
-        buf_json(b, argv[i], n);
+        buf_json(b, arg, n);
     }
     buf_putc(b, ']');
     char *cwd = getcwd(NULL, 0);
@@ -983,11 +999,6 @@ static void spool_done(drain_t *d, int answered)
 
 /* --- main ------------------------------------------------------------------------ */
 
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
 
 static void details(buf_t *b, int failed_open)
 {

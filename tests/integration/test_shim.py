@@ -185,14 +185,16 @@ def test_the_gateway_stopped_means_nothing_runs(tmp_path: Path) -> None:
 @pytest.mark.skipif(not have_namespaces(), reason="mounting over /bin/sh needs root and unshare")
 def test_os_system_and_absolute_bin_sh_are_checked_where_the_shim_replaces_them(setup: Setup, victim: Path, tmp_path: Path) -> None:
     """Mounted over /bin/sh and /bin/bash (in a private mount namespace), the shim checks
-    os.system, shell=True and /bin/bash by absolute path; an allowed one still runs."""
+    os.system, shell=True and /bin/bash by absolute path, whatever argv[0] the caller
+    claims; an allowed one still runs."""
     over = install_shims(tmp_path / "over", api=setup.api, real_dir=tmp_path / "real")
     code = ("import os, subprocess\n"
             "a = os.waitstatus_to_exitcode(os.system('rm -rf victim'))\n"
             "b = subprocess.run('rm -rf victim', shell=True).returncode\n"
             "c = subprocess.run(['/bin/bash', '-c', 'rm -rf victim']).returncode\n"
             "d = os.waitstatus_to_exitcode(os.system('python3 workspace/analyze.py 5'))\n"
-            "print(a, b, c, d)\n")
+            "e = subprocess.run(['python9', '-c', 'rm -rf victim'], executable='/bin/sh')\n"
+            "print(a, b, c, d, e.returncode)\n")
     script = (f"mount --make-rprivate / && mount --bind {over.shim} /bin/sh && "
               f"mount --bind {over.shim} /bin/bash && exec {sys.executable} -c \"$0\"")
     env = setup.env()
@@ -200,6 +202,6 @@ def test_os_system_and_absolute_bin_sh_are_checked_where_the_shim_replaces_them(
     result = subprocess.run(["unshare", "--mount", "--", str(over.installed["bash"]), "-c",
                              script, code], cwd=setup.project, env=env, capture_output=True,
                             text=True, timeout=60, check=False)
-    assert result.stdout.split()[-4:] == ["126", "126", "126", "5"], result.stderr
+    assert result.stdout.split()[-5:] == ["126", "126", "126", "5", "126"], result.stderr
     assert victim.exists()
-    assert result.stderr.count("gateway: denied: rm -rf victim") == 3
+    assert result.stderr.count("gateway: denied: rm -rf victim") == 4  # argv[0] is no disguise
