@@ -50,6 +50,8 @@ class CompiledRule:
     url_path_globs: tuple[str, ...] | None = None
     agents: frozenset[str] | None = None
     sets_default: bool = False
+    overlay: bool = False  # file_write: writes land in an overlay's upper directory
+    exec: bool = False  # file_write: the writable mount allows executing files
 
     @property
     def narrowed(self) -> bool:
@@ -163,6 +165,8 @@ def _compile_rule(index: int, rule: Rule, variables: Variables, home: str,
         url_paths=url_paths,
         url_path_globs=tuple(rule.paths) if rule.paths else None,
         agents=frozenset(rule.agents) if rule.agents else None,
+        overlay=bool(rule.overlay),
+        exec=bool(rule.exec),
     )
     if not compiled.narrowed and any(_CATCH_ALL[rule.action](s) for s in expanded):
         compiled = replace(compiled, sets_default=True)
@@ -246,8 +250,8 @@ def _find_bad_rule(action: Action, entries: list[tuple[str, int, bool]]) -> int 
 def rule_text(rule: Rule) -> str:
     """The rule on one line in YAML flow style, as people write it in policies."""
     data = rule.model_dump(mode="json", exclude_none=True)
-    order = ["action", "host", "path", "command", "ports", "methods", "paths", "agents", "effect",
-             "reason"]
+    order = ["action", "host", "path", "command", "ports", "methods", "paths", "agents",
+             "overlay", "exec", "effect", "reason"]
     items = []
     for key in order:
         if key not in data:
@@ -262,6 +266,8 @@ def rule_text(rule: Rule) -> str:
 
 
 def _flow(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list):
         return "[" + ", ".join(_flow(v) for v in value) + "]"
     if isinstance(value, str):

@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
     model_validator,
@@ -80,6 +81,8 @@ class Rule(BaseModel):
     command: StrList | None = None
     agents: StrList | None = None
     reason: Annotated[StrictStr, Field(max_length=1024)] | None = None
+    overlay: StrictBool | None = None
+    exec: StrictBool | None = None
 
     @model_validator(mode="after")
     def _selector_fits_action(self) -> Rule:
@@ -95,6 +98,10 @@ class Rule(BaseModel):
             for key in _NETWORK_ONLY[1:]:
                 if getattr(self, key) is not None:
                     raise ValueError(f"'{key}' applies to network rules only")
+        for key in ("overlay", "exec"):
+            if getattr(self, key) is not None and (self.action is not Action.FILE_WRITE
+                                                   or self.effect is not Effect.ALLOW):
+                raise ValueError(f"'{key}' applies to file_write allow rules only")
         return self
 
     def selectors(self) -> list[str]:

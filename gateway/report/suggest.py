@@ -32,7 +32,7 @@ from gateway.shell.words import Glob, Word
 MAX_ROUNDS = 32
 """Rounds of suggesting: a command needs one per part the default denies."""
 _RULE_KEYS = ("action", "host", "path", "command", "ports", "methods", "paths", "agents",
-              "effect", "reason")
+              "overlay", "exec", "effect", "reason")
 _TOP_KEYS = ("version", "default", "mode", "vars", "rules")
 _COMMAND_BLANKS = "\n\r\f\v"  # blanks to a command pattern that variables never hold
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")

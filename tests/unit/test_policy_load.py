@@ -142,3 +142,22 @@ def test_tilde_in_a_path_selector_is_home() -> None:
     text = "version: 1\ndefault: deny\nrules:\n- {action: file_read, path: '~/.ssh', effect: deny}\n"
     policy = compile_policy_text(text, environ={"HOME": "/home/user"}, project_dir="/p")
     assert policy.rules[0].selectors == ("/home/user/.ssh",)
+
+
+@pytest.mark.parametrize(("rule", "ok"), [
+    ("{action: file_write, path: /w/**, overlay: true, effect: allow}", True),
+    ("{action: file_write, path: /w/**, exec: true, effect: allow}", True),
+    ("{action: file_write, path: /w/**, overlay: true, effect: deny}", False),
+    ("{action: file_read, path: /w/**, exec: true, effect: allow}", False),
+    ("{action: network, host: x.example, overlay: true, effect: allow}", False),
+    ("{action: file_write, path: /w/**, overlay: 1, effect: allow}", False),
+])
+def test_overlay_and_exec_belong_to_file_write_allow_rules(rule: str, ok: bool) -> None:
+    """`overlay`/`exec` choose how a writable tree is mounted: file_write allows only."""
+    text = f"version: 1\ndefault: deny\nrules:\n  - {rule}\n"
+    if ok:
+        compiled = compile_policy_text(text)
+        assert compiled.rules[0].overlay or compiled.rules[0].exec
+    else:
+        with pytest.raises(PolicyError, match=r"<policy>:4: rules\.0"):
+            compile_policy_text(text)
