@@ -57,6 +57,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from procs import stop, tail
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
@@ -372,13 +373,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 @dataclass
 class Proxy:
     name: str
@@ -389,17 +383,10 @@ class Proxy:
     exit_codes: list[int] = field(default_factory=list)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.exit_codes.append(self.process.returncode)
+        self.exit_codes.append(stop(self.process))
 
     def failed(self, what: str) -> RouteFailure:
-        return RouteFailure(f"{self.name} {what}; its output ends:\n{_tail(self.log)}")
+        return RouteFailure(f"{self.name} {what}; its output ends:\n{tail(self.log)}")
 
 
 def _spawn(name: str, argv: list[str], log: Path) -> Proxy:
@@ -669,9 +656,10 @@ def print_decisions(statuses: dict[str, list[dict[str, object]]]) -> None:
     print("Each row covers every decision since the gateway started (CONNECTs and requests; "
           "one per plain HTTP or passthrough request, two per intercepted one): the first "
           "after the sequential phase, the second after the concurrent one too. Every request "
-          "asks a path of its own (`/r/N`), so no request-level decision (plain HTTP, and "
-          "each request in a decrypted tunnel) comes from the gateway's decision cache; "
-          "CONNECT decisions (host:port) repeat, and do. Wall time "
+          "asks a path of its own (`/r/N`): where the host's rules have `paths`, no request "
+          "decision can come from the gateway's decision cache; elsewhere a request is "
+          "decided as its connection (host:port, and the method where rules constrain "
+          "methods), which repeats and does. Wall time "
           "includes moments the OS gave the core to the client, the upstream or the audit "
           "writer (2 cores, 3 busy processes); CPU time is the gateway thread's own, the "
           "decision's cost.")

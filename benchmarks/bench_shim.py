@@ -50,6 +50,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from procs import stop, tail
+
 from gateway.audit.reader import iter_entries
 from gateway.shim.install import InstallResult, check_shims, install_shims
 
@@ -87,13 +89,6 @@ def _alarm(signum: int, frame: object) -> None:
 # -- the gateway --------------------------------------------------------------------------
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 @dataclass
 class Gateway:
     process: subprocess.Popen[bytes]
@@ -102,17 +97,10 @@ class Gateway:
     info: dict[str, object] = field(default_factory=dict)
 
     def failed(self, what: str) -> BenchFailure:
-        return BenchFailure(f"gateway {what}; its output ends:\n{_tail(self.log)}")
+        return BenchFailure(f"gateway {what}; its output ends:\n{tail(self.log)}")
 
     def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(CALL_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
+        return stop(self.process, CALL_TIMEOUT_S)
 
     @property
     def unix_api(self) -> str:
