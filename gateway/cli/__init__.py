@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import agents, audit, daemon, decide, report, shim
+from gateway.cli import agents, audit, daemon, decide, fsreview, mounts, report, shim
 from gateway.errors import GatewayError
 
 EXIT_OK = 0
@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     daemon.add_commands(sub)
     agents.add_commands(sub)
     shim.add_commands(sub)
+    mounts.add_commands(sub)
+    fsreview.add_commands(sub)
     report.add_commands(sub)
     audit.add_commands(sub)
     return parser
