@@ -13,6 +13,7 @@ from gateway.audit.writer import AuditWriter, Ticket
 from gateway.cli.audit import add_writer_args, open_writer
 from gateway.engine import ACTIONS, Decision, Request, Trace, decide, make_request
 from gateway.errors import RequestError
+from gateway.fs.plan import mount_notes
 from gateway.lint import lint_policy
 from gateway.localfs import LocalFileSystem
 from gateway.policy.compiled import CompiledPolicy, load_policy
@@ -83,6 +84,8 @@ def _run_check(args: argparse.Namespace) -> int:
     warnings = lint_policy(policy)
     for warning in warnings:
         print(f"{warning}", file=sys.stderr)
+    for note in mount_notes(policy):
+        print(f"{args.policy}: mounts: {note}", file=sys.stderr)
     counts = {a: sum(1 for r in policy.rules if r.action is a) for a in Action}
     summary = ", ".join(f"{n} {a.value}" for a, n in counts.items())
     print(f"{args.policy}: valid, {len(policy.rules)} rules ({summary}), default "

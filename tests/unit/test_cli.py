@@ -143,3 +143,12 @@ def test_explain_shows_every_part_even_after_the_first_denied_one() -> None:
     assert "rules matching 'rm -rf /'" in result.stdout
     assert "rules matching 'curl x.invalid'" in result.stdout
     assert "verdict: DENY by rule 8: rm -rf /:" in result.stdout
+
+
+def test_check_says_what_mounts_will_not_enforce() -> None:
+    """`gateway check` lists, on stderr, the file rules that mounts can hold only in part."""
+    result = gateway("check", DEFAULT, "--project-dir", "/project")
+    assert result.returncode == 0
+    err = result.stderr
+    assert "mounts: rule 4 (line 20): file_read deny of '.env' matches at any depth" in err
+    assert "judged only by the engine and the watcher" in err
