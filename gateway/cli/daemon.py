@@ -65,6 +65,11 @@ def add_commands(sub: Any) -> None:
     up.add_argument("--upstream-ca", metavar="FILE", type=Path,
                     help="CA bundle for verifying upstream servers of decrypted connections "
                          "(default: the system's)")
+    up.add_argument("--watch", metavar="DIR", type=Path, action="append", default=[],
+                    help="record every change under DIR (a writable mount of the agents) in "
+                         "the audit log, judged by the file_write rules (repeatable)")
+    up.add_argument("--watch-agent", metavar="NAME",
+                    help="the agent the --watch changes are recorded for")
     up.add_argument("--project-dir", metavar="DIR",
                     help="value of ${PROJECT_DIR} in the policy")
     _add_state_dir(up)
@@ -128,7 +133,8 @@ def _run_up(args: argparse.Namespace) -> int:
         admin_socket=args.admin_socket, audit_log=args.audit_log,
         audit_key_file=args.audit_key_file, checkpoint_sink=args.checkpoint_sink,
         agents=args.agents, hosts_file=args.hosts_file,
-        upstream_ca=args.upstream_ca, project_dir=args.project_dir, simulate=args.simulate)
+        upstream_ca=args.upstream_ca, project_dir=args.project_dir, simulate=args.simulate,
+        watch=tuple(args.watch), watch_agent=args.watch_agent)
     return run(config)
 
 

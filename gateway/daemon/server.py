@@ -39,6 +39,7 @@ from gateway.daemon.admin import AdminSocket
 from gateway.daemon.api import DecisionApi
 from gateway.daemon.watcher import PolicyWatcher
 from gateway.errors import GatewayError
+from gateway.fs.watch import WriteWatcher
 from gateway.proxy.addon import EgressGuard
 from gateway.proxy.resolver import Resolver, load_hosts_file
 from gateway.runtime import Runtime
@@ -68,6 +69,8 @@ class DaemonConfig:
     upstream_ca: Path | None = None
     project_dir: str | None = None
     simulate: bool = False
+    watch: tuple[Path, ...] = ()
+    watch_agent: str | None = None
 
     @property
     def ca_dir(self) -> Path:
@@ -145,6 +148,8 @@ async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
     try:
         runtime = Runtime(config.policy, writer, agents_path=config.agents,
                           project_dir=config.project_dir, simulate=config.simulate)
+        fs_watcher = WriteWatcher(runtime, config.watch, agent=config.watch_agent) \
+            if config.watch else None
     except GatewayError:
         writer.close()
         raise
@@ -167,12 +172,16 @@ async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
         await admin.start()
         started.api = api
         watcher.start()
+        if fs_watcher is not None:
+            fs_watcher.start()
         await proxy.run()
     except SystemExit as e:  # errorcheck: the proxy could not start (port in use...)
         code = e.code if isinstance(e.code, int) else 2
     finally:
         await _drain(proxy)
         watcher.stop()
+        if fs_watcher is not None:
+            fs_watcher.stop()
         await admin.close()
         await api.close()
         with contextlib.suppress(OSError):
