@@ -65,9 +65,12 @@ def add_commands(sub: Any) -> None:
     up.add_argument("--upstream-ca", metavar="FILE", type=Path,
                     help="CA bundle for verifying upstream servers of decrypted connections "
                          "(default: the system's)")
-    up.add_argument("--watch", metavar="DIR", type=Path, action="append", default=[],
+    up.add_argument("--watch", metavar="DIR[=AGENT_PATH]", type=_watched, action="append",
+                    default=[],
                     help="record every change under DIR (a writable mount of the agents) in "
-                         "the audit log, judged by the file_write rules (repeatable)")
+                         "the audit log, judged by the file_write rules at the path the agent "
+                         "sees: AGENT_PATH when given (an overlay's upper directory is seen "
+                         "at its mount's target), else DIR (repeatable)")
     up.add_argument("--watch-agent", metavar="NAME",
                     help="the agent the --watch changes are recorded for")
     up.add_argument("--project-dir", metavar="DIR",
@@ -113,6 +116,13 @@ def _add_admin_target(p: argparse.ArgumentParser) -> None:
     _add_state_dir(p)
     p.add_argument("--admin-socket", metavar="PATH", type=Path,
                    help="the gateway's admin socket (default: STATE_DIR/admin.sock)")
+
+
+def _watched(text: str) -> tuple[Path, Path]:
+    host, _, seen = text.partition("=")
+    if not host or (_ and not seen):
+        raise argparse.ArgumentTypeError(f"expected DIR or DIR=AGENT_PATH, not {text!r}")
+    return Path(host), Path(seen or host)
 
 
 def _address(text: str) -> tuple[str, int]:

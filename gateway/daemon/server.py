@@ -69,7 +69,7 @@ class DaemonConfig:
     upstream_ca: Path | None = None
     project_dir: str | None = None
     simulate: bool = False
-    watch: tuple[Path, ...] = ()
+    watch: tuple[tuple[Path, Path], ...] = ()  # (directory, the path the agent sees)
     watch_agent: str | None = None
 
     @property
@@ -148,7 +148,9 @@ async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:
     try:
         runtime = Runtime(config.policy, writer, agents_path=config.agents,
                           project_dir=config.project_dir, simulate=config.simulate)
-        fs_watcher = WriteWatcher(runtime, config.watch, agent=config.watch_agent) \
+        fs_watcher = WriteWatcher(
+            runtime, [d for d, _ in config.watch], agent=config.watch_agent,
+            path_map={os.fspath(d): os.fspath(seen) for d, seen in config.watch}) \
             if config.watch else None
     except GatewayError:
         writer.close()
