@@ -13,7 +13,7 @@ from gateway.audit.writer import AuditWriter, Ticket
 from gateway.cli.audit import add_writer_args, open_writer
 from gateway.engine import ACTIONS, Decision, Request, Trace, decide, make_request
 from gateway.errors import RequestError
-from gateway.fs.plan import mount_notes
+from gateway.fs.notes import mount_notes
 from gateway.lint import lint_policy
 from gateway.localfs import LocalFileSystem
 from gateway.policy.compiled import CompiledPolicy, load_policy

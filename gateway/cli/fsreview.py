@@ -9,7 +9,9 @@ from typing import Any
 
 from gateway.cli.audit import add_writer_args, open_writer
 from gateway.errors import GatewayError
-from gateway.fs.overlay import CommitReport, commit, diff, read_workspace, shown
+from gateway.fs.changes import diff, shown
+from gateway.fs.commit import CommitReport, commit
+from gateway.fs.overlay import read_workspace
 from gateway.policy.compiled import load_policy
 
 EXIT_OK = 0

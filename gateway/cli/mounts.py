@@ -9,7 +9,8 @@ from typing import Any
 
 from gateway.cli.decide import _add_project_dir
 from gateway.errors import GatewayError
-from gateway.fs.plan import DEFAULT_OVERLAY_DIR, mount_notes, plan_mounts
+from gateway.fs.notes import mount_notes
+from gateway.fs.plan import DEFAULT_OVERLAY_DIR, plan_mounts
 from gateway.fs.render import compose_notes, one_line, to_compose, to_json, to_shell
 from gateway.fs.tree import LocalTree
 from gateway.policy.compiled import load_policy

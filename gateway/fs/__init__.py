@@ -3,9 +3,11 @@
 - `tree`: how the plan looks at the host (a `TreeView` that never follows symbolic
   links, `LocalTree`, a bounded walk).
 - `plan`: `plan_mounts(policy, tree)` -> `MountPlan`, pure given the tree: read-only
-  binds, writable binds or overlays, and masks over what the policy denies inside them;
-  `mount_notes(policy)`: what mounts cannot enforce (docs/mounts.md).
+  binds, writable binds or overlays, and masks over what the policy denies inside them.
+- `notes`: `mount_notes(policy)`: what mounts cannot enforce (docs/mounts.md).
 - `render`: a plan as JSON, a Compose volumes block or a POSIX sh script.
 - `overlay`: what an agent changed in an overlay's upper layer, and committing it.
+  `overlay` is the workspace; `changes`, `commit`, `safetree` (no symlinks) the rest.
 - `watch`: every change under a writable mount becomes an audit entry.
+- `snapshot`: a watched tree as last seen, a rescan of it, and what differs.
 """

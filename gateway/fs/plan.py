@@ -7,7 +7,7 @@ written are read-write binds or overlays (`overlay: true`), noexec unless a rule
 existing path the engine denies is masked (or, where only writing is denied, bound
 read-only): the engine judges every path, so the plan and the engine agree on every
 path that exists when the plan is made. docs/mounts.md has the details and what mounts
-cannot enforce.
+cannot enforce (`gateway.fs.notes`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,22 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from gateway.engine import Decision, Request, Trace, Verdict, decide
+from gateway.engine import Decision, Verdict
+from gateway.fs.notes import (
+    FILE_ACTIONS,
+    Judge,
+    literal_count,
+    literal_prefix,
+    mount_notes,
+    within,
+    write_only_note,
+)
 from gateway.fs.tree import Budget, Kind, TreeView, join, representable, resolve, walk
 from gateway.matching.paths import BadPath, PathGlob, compile_path_glob, normalise_path
 from gateway.policy.compiled import CompiledPolicy, CompiledRule
-from gateway.policy.model import Action, Effect, Mode
+from gateway.policy.model import Action, Effect
 
 MountKind = Literal["bind", "overlay", "mask"]
-FILE_ACTIONS = (Action.FILE_READ, Action.FILE_WRITE)
 DEFAULT_OVERLAY_DIR = "/var/lib/gateway/overlay"
 _OVERLAY_UNSAFE = re.compile(r"[,:\\]")
 
@@ -103,40 +111,6 @@ def plan_mounts(policy: CompiledPolicy, tree: TreeView, *, overlay_dir: str,
     return planner.finish(mount_notes(policy, agent=agent))
 
 
-class _Judge:
-    """The engine's answers, for a path as the agent sees it and its host source."""
-
-    def __init__(self, policy: CompiledPolicy, agent: str | None) -> None:
-        self.policy = policy
-        self.agent = agent
-
-    def decide(self, action: Action, path: str) -> Decision:
-        return decide(self.policy, Request(action, path, agent=self.agent))
-
-    def check(self, action: Action, target: str, source: str) -> Decision:
-        """ALLOW only when both paths are allowed (as the engine requires of a path and
-        what it resolves to); otherwise the denying decision."""
-        first = self.decide(action, target)
-        if first.verdict is Verdict.DENY or source == target:
-            return first
-        second = self.decide(action, source)
-        return second if second.verdict is Verdict.DENY else first
-
-    def write_allows(self, target: str, source: str) -> list[CompiledRule]:
-        """The file_write allow rules that match a path (or its source), the deciding
-        one included."""
-        rules: list[CompiledRule] = []
-        for path in {target, source}:
-            trace = Trace()
-            decision = decide(self.policy, Request(Action.FILE_WRITE, path, agent=self.agent),
-                              trace=trace)
-            rules += [c.rule for _, found in trace.candidates for c in found
-                      if c.counts and c.rule.effect is Effect.ALLOW]
-            if decision.rule is not None:
-                rules.append(self.policy.rules[decision.rule])
-        return rules
-
-
 @dataclass(slots=True)
 class _Planner:
     policy: CompiledPolicy
@@ -144,7 +118,7 @@ class _Planner:
     overlay_dir: str
     budget: Budget
     agent: str | None
-    judge: _Judge = field(init=False)
+    judge: Judge = field(init=False)
     points: dict[str, list[int]] = field(default_factory=dict)  # path -> rules naming it
     visited: set[str] = field(default_factory=set)
     mounts: list[Mount] = field(default_factory=list)
@@ -152,7 +126,7 @@ class _Planner:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.judge = _Judge(self.policy, self.agent)
+        self.judge = Judge(self.policy, self.agent)
 
     # --- points -----------------------------------------------------------------------
 
@@ -170,9 +144,9 @@ class _Planner:
                     continue
                 if not glob.anchored:
                     continue  # matches at any depth: nothing to mount (see mount_notes)
-                literal = _literal_count(glob)
+                literal = literal_count(glob)
                 if literal == len(glob.segments):
-                    self._point(_prefix(glob, literal), rule.index)
+                    self._point(literal_prefix(glob, literal), rule.index)
                 else:
                     finer.append((rule, selector, glob, literal))
         for rule, selector, glob, literal in finer:
@@ -187,7 +161,7 @@ class _Planner:
 
     def _expand(self, rule: CompiledRule, selector: str, glob: PathGlob, literal: int) -> None:
         """Bind each existing path matching a pattern finer than a mount, never its root."""
-        top = _prefix(glob, literal)
+        top = literal_prefix(glob, literal)
         what = f"rule {rule.index}: {rule.action.value} of {selector!r}"
         source = self._resolve(top, what)
         if source is None or _kind(self.tree, source) != "dir":
@@ -344,7 +318,7 @@ class _Planner:
             overlay = any(r.overlay for r in matching)
             exec_ = bool(naming) and all(r.exec for r in naming)
             if read.verdict is Verdict.DENY:
-                self.notes.append(_write_only(target, read))
+                self.notes.append(write_only_note(target, read))
             why = f"file_write allowed ({write.reason})"
             return _Access(True, read.verdict is Verdict.ALLOW, overlay, exec_), why, write.rule
         if read.verdict is Verdict.ALLOW:
@@ -462,11 +436,11 @@ class _Planner:
         every overlay's upper layer and the empty file, which are not the agent's."""
         hidden: list[Mount] = []
         for mount in mounts:
-            if mount.kind == "mask" or mount.source is None or not _within(
+            if mount.kind == "mask" or mount.source is None or not within(
                     self.overlay_dir, mount.source):
                 continue
             target = _rebase(self.overlay_dir, mount.source, mount.target)
-            if any(_within(target, m.target) for m in mounts + hidden if m.kind == "mask"):
+            if any(within(target, m.target) for m in mounts + hidden if m.kind == "mask"):
                 continue  # hidden already
             hidden.append(Mount("mask", target, None, True, True, None, None, None,
                                 "the overlay directory, which holds the overlays' upper "
@@ -476,79 +450,8 @@ class _Planner:
         if not hidden:
             return mounts
         kept = [m for m in mounts if not any(
-            _within(m.target, h.target) and m.target != h.target for h in hidden)]
+            within(m.target, h.target) and m.target != h.target for h in hidden)]
         return sorted(kept + hidden, key=lambda m: _components(m.target))
-
-
-# --- what mounts cannot enforce --------------------------------------------------------
-
-
-def mount_notes(policy: CompiledPolicy, *, agent: str | None = None) -> list[str]:
-    """What mounts will and will not enforce of `policy`, one sentence each, from the
-    policy alone (no filesystem): patterns mounts cannot follow, patterns expanded only
-    at plan time, deny rules that writable trees can outgrow."""
-    notes: list[str] = []
-    if policy.mode is Mode.SIMULATE:
-        notes.append("the policy's mode is simulate, but mounts cannot record and allow: "
-                     "the plan enforces the policy")
-    judge = _Judge(policy, agent)
-    writable: list[str] = []
-    denies: list[tuple[CompiledRule, str, PathGlob]] = []
-    for rule in policy.rules:
-        if rule.action not in FILE_ACTIONS:
-            continue
-        where = f"rule {rule.index}" + (f" (line {rule.line})" if rule.line else "")
-        if not rule.applies_to(agent):
-            notes.append(f"{where} applies to agents {', '.join(sorted(rule.agents or ()))} "
-                         f"only; this plan is for {agent or 'an agent without a name'}")
-            continue
-        what = rule.action.value
-        for selector in rule.selectors:
-            glob = compile_path_glob(selector)
-            if rule.effect is Effect.DENY:
-                if not rule.sets_default:  # a catch-all deny is only the default
-                    denies.append((rule, selector, glob))
-            elif not glob.segments:
-                notes.append(f"{where}: allows {what} of every path: the whole host file "
-                             "system is mounted")
-            elif not glob.anchored:
-                notes.append(f"{where}: {what} allow of {selector!r} matches at any depth; "
-                             "mounts cannot follow it, so it makes nothing visible (the "
-                             "engine applies it where other rules' mounts show the path)")
-            elif _literal_count(glob) < len(glob.segments):
-                notes.append(f"{where}: {what} allow of {selector!r} is finer than a mount: "
-                             "the paths it matches when the plan is made are mounted one by "
-                             "one; paths created later are not visible")
-            elif rule.action is Action.FILE_WRITE:
-                root = _prefix(glob, len(glob.segments))
-                if judge.decide(Action.FILE_WRITE, root).verdict is Verdict.ALLOW:
-                    writable.append(root)
-                    read = judge.decide(Action.FILE_READ, root)
-                    if read.verdict is Verdict.DENY:
-                        notes.append(_write_only(root, read))
-    for rule, selector, glob in denies:
-        where = f"rule {rule.index}" + (f" (line {rule.line})" if rule.line else "")
-        what = rule.action.value
-        if not glob.anchored or not glob.segments:
-            later = (f"; a matching path created later in a writable tree "
-                     f"({', '.join(writable)}) is judged only by the engine and the watcher"
-                     if writable else "")
-            notes.append(f"{where}: {what} deny of {selector!r} matches at any depth: mounts "
-                         f"mask only the matching paths that exist when the plan is made{later}")
-            continue
-        prefix = _prefix(glob, _literal_count(glob))
-        inside = [w for w in writable if _within(prefix, w) or _within(w, prefix)]
-        if inside:
-            notes.append(f"{where}: {what} deny of {selector!r} lies in the writable tree "
-                         f"{', '.join(inside)}: mounts mask the paths that exist when the plan "
-                         "is made; one created there later is judged only by the engine and "
-                         "the watcher")
-    return list(dict.fromkeys(notes))
-
-
-def _write_only(target: str, read: Decision) -> str:
-    return (f"{target} may be written but not read ({read.reason}); its writable mount "
-            "shows it to the agent, so mounts cannot keep it unread")
 
 
 # --- paths ------------------------------------------------------------------------------
@@ -562,23 +465,8 @@ def _kind(tree: TreeView, path: str) -> Kind | None:
         return None
 
 
-def _literal_count(glob: PathGlob) -> int:
-    count = 0
-    while count < len(glob.segments) and glob.segments[count].literal is not None:
-        count += 1
-    return count
-
-
-def _prefix(glob: PathGlob, count: int) -> str:
-    return "/" + "/".join(s.literal for s in glob.segments[:count])  # type: ignore[misc]
-
-
 def _components(path: str) -> tuple[str, ...]:
     return tuple(p for p in path.split("/") if p)
-
-
-def _within(path: str, top: str) -> bool:
-    return top == "/" or path == top or path.startswith(top + "/")
 
 
 def _rebase(path: str, old: str, new: str) -> str:

@@ -3,11 +3,12 @@
 
 watchdog's threads only hand events to a queue; one worker thread decides and
 submits them and never waits for the disk (the audit writer batches). The worker keeps
-a picture of each watched tree (inode, type, size, mtime per path). Where events were
-lost (the kernel's inotify queue overflowed, or our own queue passed its bound) it
-rescans, records what differs from its picture as entries marked `rescan`, and notes
-the rescan and its reason in the log. A rescan also runs after a quiet spell and at
-`stop()`, so a change no event reported is still recorded. See docs/watcher.md.
+a picture of each watched tree (`gateway.fs.snapshot`: inode, type, size, mtime per
+path). Where events were lost (the kernel's inotify queue overflowed, or our own queue
+passed its bound) it rescans, records what differs from its picture as entries marked
+`rescan`, and notes the rescan and its reason in the log. A rescan also runs after a
+quiet spell and at `stop()`, so a change no event reported is still recorded. See
+docs/watcher.md.
 
 The watcher records; it does not prevent: the mounts do. `denied_paths()` is what an
 overlay's commit must leave out.
@@ -21,9 +22,9 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from watchdog.events import (
     DirAttribEvent,
@@ -46,6 +47,7 @@ from gateway.audit.recovery import AuditUnavailable
 from gateway.audit.tickets import Ticket
 from gateway.engine import Decision, Request, Verdict
 from gateway.errors import GatewayError
+from gateway.fs.snapshot import GONE, Tree, lstat, scan_tree, seen_from
 from gateway.policy.model import Action
 from gateway.runtime import Runtime
 
@@ -102,102 +104,6 @@ _COUNTERS = ("events", "entries", "coalesced", "duplicates", "rescans", "found",
              "errors")
 
 
-class _Seen(NamedTuple):
-    """A path as last seen. `recorded`: the log holds this inode's arrival there (not
-    so for what was there at start). A whiteout is overlayfs's mark of a deletion."""
-
-    ino: int
-    mode: int
-    size: int
-    mtime_ns: int
-    whiteout: bool
-    recorded: bool
-
-    def same(self, other: _Seen) -> bool:
-        return self[:5] == other[:5]
-
-
-_GONE = _Seen(-1, 0, 0, 0, False, True)  # created, and gone before it could be seen
-
-
-def _seen(st: os.stat_result, recorded: bool) -> _Seen:
-    mode = st.st_mode
-    if stat.S_ISDIR(mode):  # its size and mtime change with its children: not a write
-        return _Seen(st.st_ino, mode, 0, 0, False, recorded)
-    whiteout = stat.S_ISCHR(mode) and st.st_rdev == 0
-    return _Seen(st.st_ino, mode, st.st_size, st.st_mtime_ns, whiteout, recorded)
-
-
-def _lstat(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except OSError:
-        return None
-
-
-def _scan(top: str) -> dict[str, _Seen]:
-    """`top` and everything beneath it, parents before children."""
-    st = _lstat(top)
-    if st is None:
-        return {}
-    found = {top: _seen(st, False)}
-    stack = [top]
-    while stack:
-        try:
-            entries = os.scandir(stack.pop())
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                found[entry.path] = _seen(st, False)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(entry.path)
-    return found
-
-
-class _Tree:
-    """One watched tree as last seen, by directory: a directory's subtree is found
-    without looking at the rest."""
-
-    def __init__(self, seen: Mapping[str, _Seen] | None = None) -> None:
-        self._dirs: dict[str, dict[str, _Seen]] = {}
-        for path, entry in (seen or {}).items():
-            self.set(path, entry)
-
-    def get(self, path: str) -> _Seen | None:
-        parent, name = os.path.split(path)
-        entries = self._dirs.get(parent)
-        return entries.get(name) if entries else None
-
-    def set(self, path: str, seen: _Seen) -> None:
-        parent, name = os.path.split(path)
-        self._dirs.setdefault(parent, {})[name] = seen
-
-    def pop(self, path: str) -> list[tuple[str, _Seen]]:
-        """Forget `path` and everything beneath it; what was forgotten, parents first."""
-        parent, name = os.path.split(path)
-        entries = self._dirs.get(parent)
-        seen = entries.pop(name, None) if entries else None
-        removed = [(path, seen)] if seen is not None else []
-        stack = [path]
-        while stack:
-            directory = stack.pop()
-            for child, entry in self._dirs.pop(directory, {}).items():
-                child_path = os.path.join(directory, child)
-                removed.append((child_path, entry))
-                stack.append(child_path)
-        return removed
-
-    def items(self) -> Iterator[tuple[str, _Seen]]:
-        for parent, entries in self._dirs.items():
-            for name, seen in entries.items():
-                yield os.path.join(parent, name), seen
-
-
 class _Root:
     """A watched directory, where the agent sees it, and its tree."""
 
@@ -206,7 +112,7 @@ class _Root:
     def __init__(self, host: str, agent: str) -> None:
         self.host, self.agent = host, agent
         self.prefix = host.rstrip("/") + "/"
-        self.tree = _Tree()
+        self.tree = Tree()
 
     def holds(self, path: str) -> bool:
         return path == self.host or path.startswith(self.prefix)
@@ -305,7 +211,7 @@ class WriteWatcher:
             raise GatewayError(f"{root}: cannot watch it: {e.strerror or e}") from None
         self._observer = observer
         for watched in self._roots:
-            watched.tree = _Tree(_scan(watched.host))
+            watched.tree = Tree(scan_tree(watched.host))
         self._last_event = self._next_rescan = time.monotonic()
         self._worker = threading.Thread(target=self._run, name="gateway-fs-watch",
                                         daemon=True)
@@ -434,20 +340,20 @@ class WriteWatcher:
             self._moved(root, path, dest, when)
 
     def _created(self, root: _Root, path: str, when: float) -> None:
-        st, old = _lstat(path), root.tree.get(path)
+        st, old = lstat(path), root.tree.get(path)
         if st is not None and old is not None and old.recorded and old.ino == st.st_ino:
             self._counts["duplicates"] += 1  # a rescan (or watchdog, twice) reported it
             return
-        seen = _seen(st, True) if st is not None else _GONE
+        seen = seen_from(st, True) if st is not None else GONE
         root.tree.set(path, seen)
         self._rescan_deleted.discard(path)
         self._wrote(path, when)
         self._record(root, "deleted" if seen.whiteout else "created", path)
 
     def _modified(self, root: _Root, path: str, when: float, *, closed: bool) -> None:
-        st, old = _lstat(path), root.tree.get(path)
+        st, old = lstat(path), root.tree.get(path)
         if st is not None:
-            seen = _seen(st, old.recorded if old else True)
+            seen = seen_from(st, old.recorded if old else True)
             if old is None:  # its creation was among lost events
                 root.tree.set(path, seen)
                 self._wrote(path, when)
@@ -491,10 +397,10 @@ class WriteWatcher:
             for path, seen in moved:
                 tree.set(dest + path[len(src):], seen._replace(recorded=True))
         else:  # from outside what was seen, or inside a directory whose move came first
-            st = _lstat(dest)
+            st = lstat(dest)
             if arrived is None or st is None or st.st_ino != arrived.ino:
                 tree.pop(dest)
-                tree.set(dest, _seen(st, True) if st is not None else _GONE)
+                tree.set(dest, seen_from(st, True) if st is not None else GONE)
         self._rescan_deleted.discard(dest)
         self._recent.pop(src, None)
         self._wrote(dest, when)
@@ -530,7 +436,7 @@ class WriteWatcher:
         self._rescan_deleted.clear()
         started = self._rescanned_at = time.monotonic()
         for root in self._roots:
-            changes = self._diff(root, _scan(root.host))
+            changes = root.tree.diff(scan_tree(root.host), self._rescan_deleted)
             if changes or not quiet:
                 if quiet:
                     log.warning("fs watcher: %s: %s", root.host, reason)
@@ -546,26 +452,6 @@ class WriteWatcher:
         elapsed = time.monotonic() - started
         self._next_rescan = time.monotonic() + max(self._rescan_every or 0.0,
                                                    RESCAN_COST_FACTOR * elapsed)
-
-    def _diff(self, root: _Root, scan: dict[str, _Seen]) -> list[tuple[str, str]]:
-        """What changed between the tree as recorded and `scan`; the tree becomes it."""
-        tree, changes = root.tree, []
-        for path, seen in scan.items():
-            old = tree.get(path)
-            if old is None or old.ino != seen.ino or \
-                    stat.S_IFMT(old.mode) != stat.S_IFMT(seen.mode):
-                tree.set(path, seen._replace(recorded=True))
-                self._rescan_deleted.discard(path)
-                changes.append(("deleted" if seen.whiteout else "created", path))
-            elif not old.same(seen):
-                tree.set(path, seen._replace(recorded=old.recorded))
-                changes.append(("modified", path))
-        for path in sorted((p for p, _ in tree.items() if p not in scan), reverse=True):
-            removed = tree.pop(path)  # children went first: only the path itself is left
-            if removed and not removed[0][1].whiteout:
-                self._rescan_deleted.add(path)
-                changes.append(("deleted", path))
-        return changes
 
     # -- recording ------------------------------------------------------------------
 

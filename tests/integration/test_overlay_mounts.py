@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.fs.overlay import Workspace, WorkspaceError, commit, create_workspace, diff
+from gateway.fs.changes import diff
+from gateway.fs.commit import commit
+from gateway.fs.overlay import Workspace, WorkspaceError, create_workspace
 from gateway.policy.compiled import CompiledPolicy, compile_policy_text
 
 POLICY = """version: 1

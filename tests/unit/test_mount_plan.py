@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 import gateway.cli
 from gateway.cli import mounts as mounts_cli
 from gateway.engine import Request, Verdict, decide
-from gateway.fs.plan import Mount, MountPlan, mount_notes, plan_mounts
+from gateway.fs.notes import mount_notes
+from gateway.fs.plan import Mount, MountPlan, plan_mounts
 from gateway.fs.render import compose_notes, to_compose, to_json, to_shell
 from gateway.fs.tree import Budget, Kind, LocalTree, resolve, walk
 from gateway.policy.compiled import CompiledPolicy, compile_policy_text, load_policy

@@ -19,21 +19,10 @@ from gateway.audit.reader import iter_entries
 from gateway.audit.verify import verify_log
 from gateway.audit.writer import AuditWriter
 from gateway.cli import main
-from gateway.fs.overlay import (
-    CONFIG,
-    CannotApply,
-    Change,
-    ChangeKind,
-    FileKind,
-    Workspace,
-    WorkspaceError,
-    changes,
-    commit,
-    create_workspace,
-    diff,
-    open_parent,
-    read_workspace,
-)
+from gateway.fs.changes import Change, ChangeKind, FileKind, changes, diff
+from gateway.fs.commit import commit
+from gateway.fs.overlay import CONFIG, Workspace, WorkspaceError, create_workspace, read_workspace
+from gateway.fs.safetree import CannotApply, open_parent
 from gateway.policy.compiled import CompiledPolicy, compile_policy_text
 
 KEY = b"k" * 32
