@@ -6,8 +6,10 @@
   binds, writable binds or overlays, and masks over what the policy denies inside them.
 - `notes`: `mount_notes(policy)`: what mounts cannot enforce (docs/mounts.md).
 - `render`: a plan as JSON, a Compose volumes block or a POSIX sh script.
-- `overlay`: what an agent changed in an overlay's upper layer, and committing it.
-  `overlay` is the workspace; `changes`, `commit`, `safetree` (no symlinks) the rest.
+- `overlay`: an overlay workspace (upper and work directories, gateway-overlay.json).
+- `changes`: what an agent changed in a workspace's upper layer, and its diff.
+- `commit`: applying to the real tree only the changes file_write allows.
+- `safetree`: walking the real tree without ever following a symbolic link.
 - `watch`: every change under a writable mount becomes an audit entry.
 - `snapshot`: a watched tree as last seen, a rescan of it, and what differs.
 """
