@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 256 * 1024
 MAX_DETAILS = 16
+IDLE_TIMEOUT = 300.0  # seconds a decision API connection may stay silent
 API_SOCKET_MODE = 0o666
 CLIENT_SOURCES = frozenset({"shim", "fs", "sdk", "cli"})
 """Sources a client may name. `proxy` and `gateway` are the gateway's own."""
@@ -158,7 +159,7 @@ class DecisionApi:
     only ask) and/or `tcp` (host, port; port 0 picks one, then in `tcp_port`)."""
 
     def __init__(self, runtime: Runtime, *, unix_path: str | os.PathLike[str] | None,
-                 tcp: tuple[str, int] | None) -> None:
+                 tcp: tuple[str, int] | None, idle_timeout: float = IDLE_TIMEOUT) -> None:
         if unix_path is None and tcp is None:
             raise GatewayError("the decision API needs a Unix socket path or a TCP address")
         self.runtime = runtime
@@ -166,7 +167,7 @@ class DecisionApi:
         self.tcp = tcp
         self.tcp_port: int | None = None
         self._lines = LineServer(self.answer, refusal, max_line=MAX_LINE_BYTES,
-                                 name="decision API")
+                                 name="decision API", idle_timeout=idle_timeout)
 
     async def start(self) -> None:
         """Listen; GatewayError when a socket cannot be created."""
@@ -237,8 +238,10 @@ class LineServer:
     line, in order; lines of one connection one at a time, connections concurrently. A
     line longer than `max_line` bytes gets `refusal(why)` and the connection is closed."""
 
-    def __init__(self, answer: Answer, refusal: Refusal, *, max_line: int, name: str) -> None:
+    def __init__(self, answer: Answer, refusal: Refusal, *, max_line: int, name: str,
+                 idle_timeout: float | None = None) -> None:
         self._answer = answer
+        self._idle_timeout = idle_timeout
         self._refusal = refusal
         self._max_line = max_line
         self._name = name
@@ -288,7 +291,11 @@ class LineServer:
             while True:
                 last = False
                 try:
-                    line = await reader.readuntil(b"\n")
+                    # A client that sends nothing for idle_timeout is let go: the socket
+                    # is open to every agent, and an idle connection is not free.
+                    line = await asyncio.wait_for(reader.readuntil(b"\n"), self._idle_timeout)
+                except TimeoutError:
+                    return
                 except asyncio.IncompleteReadError as e:  # EOF: answer a final unended line
                     line, last = e.partial, True
                     if not line:

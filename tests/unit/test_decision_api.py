@@ -396,3 +396,24 @@ def test_bad_argv_requests_are_refused(start: Callable[..., Gateway], request_: 
     [reply] = exchange(gw.sock, [orjson.dumps(request_)])
     assert reply == {"error": error, "blocks": True} or error in reply.get("error", ""), reply
     assert reply["blocks"] is True and gw.decisions() == []
+
+
+def test_a_silent_connection_is_closed_after_the_idle_timeout(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> None:
+    """An agent cannot hold connections open forever: silence past the bound closes it."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    writer = AuditWriter(tmp_path / "audit.jsonl", key=KEY)
+    writer.start()
+    api = DecisionApi(Runtime(policy, writer), unix_path=tmp_path / "api.sock", tcp=None,
+                      idle_timeout=0.3)
+    run(loop, api.start())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(os.fspath(tmp_path / "api.sock"))
+            sock.sendall(GOOD + b"\n")
+            assert orjson.loads(read_lines(sock, 1)[0])["verdict"] == "ALLOW"
+            assert sock.recv(1024) == b""  # closed by the server once silent
+    finally:
+        run(loop, api.close())
+        writer.close()
