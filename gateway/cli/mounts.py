@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from gateway.cli.argtypes import count
 from gateway.cli.decide import _add_project_dir
 from gateway.errors import GatewayError
 from gateway.fs.notes import mount_notes
@@ -43,19 +44,9 @@ def add_commands(sub: Any) -> None:
                         help="plan for this agent (rules with agents: apply to it)")
     mounts.add_argument("--service", metavar="NAME", default="agent",
                         help="the Compose service the volumes belong to (default agent)")
-    mounts.add_argument("--max-entries", type=_count, default=100_000, metavar="N",
+    mounts.add_argument("--max-entries", type=count, default=100_000, metavar="N",
                         help="paths examined at most, all trees together (default 100000)")
     mounts.set_defaults(run=_run_mounts)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
-    return value
 
 
 def _run_mounts(args: argparse.Namespace) -> int:

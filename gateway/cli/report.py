@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from gateway.audit.reader import segment_paths
+from gateway.cli.argtypes import count
 from gateway.cli.audit import _add_log, _log_path
 from gateway.cli.decide import _add_project_dir
 from gateway.errors import GatewayError
@@ -38,19 +39,9 @@ def add_commands(sub: Any) -> None:
     _add_project_dir(report)
     report.add_argument("--format", choices=["text", "json"], default="text",
                         help="text for people (default), or one JSON object")
-    report.add_argument("--top", type=_count, default=DEFAULT_TOP, metavar="N",
+    report.add_argument("--top", type=count, default=DEFAULT_TOP, metavar="N",
                         help=f"targets listed per group (default {DEFAULT_TOP})")
     report.set_defaults(run=_run_report)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
-    return value
 
 
 def read_entries(path: str) -> Iterator[dict[str, object]]:
