@@ -170,11 +170,11 @@ class EgressGuard:
             return
         state = self.client_state(flow.client_conn)
         state.agent = self._agent(flow.request)
-        verdicted = await self._judge(state, flow.request.host, flow.request.port)
+        host, port = _canonical(flow.request.host, flow.request.port)
+        verdicted = await self._judge(state, host, port)
         seq = await self._record(flow, verdicted, "connect")
         if verdicted.status is not None or seq is None:
             return
-        host, port = _canonical(flow.request.host, flow.request.port)
         state.tunnel, state.seq = (host, port), seq
         assert self.runtime is not None  # a missing runtime refuses with 503
         state.intercept = intercepts(self.runtime.policy, host, port, state.agent)
@@ -201,11 +201,11 @@ class EgressGuard:
         request = flow.request
         if state.tunnel is None:
             state.agent = self._agent(request)
-            host, port = request.host, request.port
+            host, port = _canonical(request.host, request.port)
         else:
             host, port = state.tunnel
         request.headers.pop("Proxy-Authorization", None)
-        url = f"{request.scheme}://{authority(*_canonical(host, port))}{request.path}"
+        url = f"{request.scheme}://{authority(host, port)}{request.path}"
         fronted = state.fronted or _misdirected(state, request, host, port)
         verdicted = await self._judge(state, host, port, scheme=request.scheme,
                                       path=request.path, method=request.method,
@@ -280,13 +280,15 @@ class EgressGuard:
     async def _judge(self, state: ClientState, host: str, port: int, *,
                      scheme: str | None = None, path: str | None = None,
                      method: str | None = None, fronted: str | None = None) -> Verdicted:
+        """Decide a connection or request to `host` (canonical) and `port`, and pin the
+        checked address it may be dialled at."""
         runtime = self.runtime
         if runtime is None:
             decision = Decision(Action.NETWORK, host, Verdict.DENY,
                                 "the gateway has no policy", Mode.ENFORCE, port=port)
             return Verdicted(decision, 503, decision.reason)
-        key = _canonical(host, port)
-        decision = runtime.decide_network(*key, state.agent, scheme=scheme, path=path,
+        key = (host, port)
+        decision = runtime.decide_network(host, port, state.agent, scheme=scheme, path=path,
                                           method=method)
         if fronted is not None and decision.verdict is Verdict.ALLOW:
             decision = Decision(Action.NETWORK, decision.target, Verdict.DENY,
@@ -379,11 +381,11 @@ def _body_bytes(flow: http.HTTPFlow) -> int:
     return total
 
 
-def _misdirected(state: ClientState, request: http.Request, host: str, port: int) -> str | None:
-    """Why the request names another host than its connection: in a tunnel, an
-    absolute-form URL (servers must prefer it to Host); anywhere, the Host header (or
-    HTTP/2 :authority)."""
-    expected = _canonical(host, port)[0]
+def _misdirected(state: ClientState, request: http.Request, expected: str,
+                 port: int) -> str | None:
+    """Why the request names another host than its connection (`expected`, canonical):
+    in a tunnel, an absolute-form URL (servers must prefer it to Host); anywhere, the
+    Host header (or HTTP/2 :authority)."""
     where = "CONNECT" if state.tunnel else "the request URL"
     named = [("the Host header", request.host_header)]
     if state.tunnel is not None and request.authority:
