@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import agents, audit, daemon, decide, fsreview, mounts, report, shim
+from gateway.cli import agents, audit, daemon, decide, fsreview, mounts, report, run, shim
 from gateway.errors import GatewayError
 
 EXIT_OK = 0
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     decide.add_commands(sub)
     daemon.add_commands(sub)
+    run.add_commands(sub)
     agents.add_commands(sub)
     shim.add_commands(sub)
     mounts.add_commands(sub)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -121,9 +122,13 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "${root}"
 """
 
 
-def to_shell(plan: MountPlan, root_var: str = "ROOT") -> str:
+def to_shell(plan: MountPlan, root_var: str = "ROOT", *, before: Sequence[str] = (),
+             after: Sequence[str] = ()) -> str:
     """A POSIX sh script that, run as root in a new mount namespace, mounts a tmpfs at
-    "$ROOT", builds the plan inside it (parents first) and makes the tmpfs read-only."""
+    "$ROOT", builds the plan inside it (parents first) and makes the tmpfs read-only.
+
+    `before` and `after` are lines of sh run just after the tmpfs is mounted and just
+    before it is made read-only (`gateway run` adds the system's base and the shim)."""
     if not _NAME.match(root_var):
         raise ValueError(f"not a shell variable name: {root_var!r}")
     q = shlex.quote
@@ -135,6 +140,7 @@ def to_shell(plan: MountPlan, root_var: str = "ROOT") -> str:
            f"#   {root_var}=/run/agent-root unshare --mount --propagation private sh THIS"]
     out += [f"# note: {one_line(n)}" for n in plan.notes]
     out.append(_PRELUDE.format(root=root_var).rstrip("\n"))
+    out += before
     overlays = [m for m in plan.mounts if m.kind == "overlay"]
     file_masks = any(m.kind == "mask" and not m.is_dir for m in plan.mounts)
     if overlays or file_masks:
@@ -168,6 +174,7 @@ def to_shell(plan: MountPlan, root_var: str = "ROOT") -> str:
         else:
             out += [f"mount --bind {q(plan.empty_file)} {target}",
                     f"mount -o remount,bind,ro,nosuid,nodev,noexec {target}"]
+    out += after
     out.append(f"mount -o remount,ro,nosuid,nodev {root}")
     return "\n".join(out) + "\n"
 

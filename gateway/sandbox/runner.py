@@ -1,0 +1,338 @@
+"""`gateway run`: prepare everything outside the agent's namespaces (policy, plan, the
+gateway, the shim, the CA, the agent's network), prove the confinement holds, then run
+the command through the stage and report what it did.
+
+Order matters for failing closed: nothing of the command runs until the plan is
+complete, the gateway answers, the shim is installed and checked, and the self-test
+has shown that the only way out of the agent's network is the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import quote
+
+from gateway.agents import add_agent
+from gateway.audit.recovery import read_tail
+from gateway.daemon.server import environment_lines
+from gateway.errors import GatewayError
+from gateway.fs.overlay import create_workspace
+from gateway.fs.plan import MountPlan, plan_mounts
+from gateway.fs.tree import LocalTree
+from gateway.policy.compiled import CompiledPolicy, load_policy
+from gateway.sandbox import netns
+from gateway.sandbox.relay import Relay, Target
+from gateway.sandbox.rootfs import HOSTS, RootSpec, base_entries, root_script, shells_to_cover
+from gateway.sandbox.selftest import SelfTest
+from gateway.sandbox.stage import FORWARDED, FROM_TERMINAL, StageSpec
+from gateway.sandbox.upstream import EmbeddedGateway, Endpoints, running_gateway
+from gateway.shim.install import check_shims, install_shims
+
+PROXY_PORT = 8080  # inside the agent's network namespace, which has nothing else
+API_PORT = 8081
+AGENT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SELFTEST_AGENT = "gateway-selftest"
+# Never handed to the agent: they would let it find or sign the log, or reach the
+# gateway's own state.
+WITHHELD = ("GATEWAY_AUDIT_KEY", "GATEWAY_AUDIT_KEY_FILE", "GATEWAY_STATE_DIR",
+            "GATEWAY_TOKEN", "GATEWAY_AGENT", "LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH")
+KEPT_WHEN_CLEAN = ("HOME", "TERM", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "COLORTERM")
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    argv: tuple[str, ...]
+    policy: Path
+    agent: str = "agent"
+    workspace: Path | None = None
+    project_dir: str | None = None
+    gateway: Path | None = None  # a running gateway's state directory
+    token: str | None = None
+    simulate: bool = False
+    audit_log: Path | None = None
+    audit_key_file: Path | None = None
+    overlay_dir: str = "/var/lib/gateway/overlay"
+    user: tuple[int, int] | None = None
+    max_entries: int = 100_000
+    hosts_file: Path | None = None
+    upstream_ca: Path | None = None
+    clean_env: bool = False
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass(slots=True)
+class RunResult:
+    exit_code: int
+    audit_log: Path | None
+    since_seq: int
+    agent: str
+    notes: list[str]
+    watched: bool
+
+
+class ConfinedRun:
+    """One `gateway run`. `err` gets its messages (never the agent's output)."""
+
+    def __init__(self, config: RunConfig, err: TextIO = sys.stderr) -> None:
+        self.config = config
+        self.err = err
+        self.notes: list[str] = []
+        self._cleanups: list[Callable[[], object]] = []
+
+    def run(self) -> RunResult:
+        try:
+            return self._run()
+        finally:
+            for cleanup in reversed(self._cleanups):
+                cleanup()
+
+    # -- preparation --------------------------------------------------------------------
+
+    def _run(self) -> RunResult:
+        config = self.config
+        if os.geteuid() != 0:
+            raise GatewayError("gateway run needs root: it makes network, mount and PID "
+                               "namespaces and mounts the policy's plan (see docs/run.md)")
+        workdir = os.path.abspath(config.workspace or os.getcwd())
+        if not os.path.isdir(workdir):
+            raise GatewayError(f"--workspace {workdir}: not a directory")
+        project_dir = config.project_dir or workdir
+        policy = load_policy(config.policy, project_dir=project_dir)
+        if config.gateway is not None and config.simulate:
+            raise GatewayError("--simulate needs the run's own gateway: a running gateway "
+                               "keeps its own mode (start it with --simulate)")
+        plan = self._plan(policy)
+        run_dir = self._run_dir()
+        agent_dir, private = run_dir / "agent", run_dir / "private"
+        watched = self._writable(plan)
+
+        if config.gateway is None:
+            agents = private / "agents.yaml"
+            token = add_agent(agents, config.agent)
+            probe_token: str | None = add_agent(agents, SELFTEST_AGENT)
+            gateway = EmbeddedGateway(private, self._gateway_args(agents, project_dir,
+                                                                   watched))
+            self._cleanups.append(gateway.stop)
+            endpoints = gateway.start()
+            probe_agent = SELFTEST_AGENT
+        else:
+            endpoints = running_gateway(config.gateway)
+            token = config.token or config.environ.get("GATEWAY_TOKEN") or ""
+            probe_agent, probe_token = "", None
+            if watched:
+                self.notes.append("writes are recorded only if the running gateway watches "
+                                  "the writable mounts (gateway up --watch)")
+        self._check_log_hidden(plan, endpoints.audit_log)
+        since = _last_seq(endpoints.audit_log)
+
+        shim_dir = agent_dir / "shim"
+        installed = install_shims(shim_dir, api=f"tcp:127.0.0.1:{API_PORT}", policy=policy,
+                                  real_dir=agent_dir / "real", path=AGENT_PATH).installed
+        report = check_shims(shim_dir)
+        if report.problems:
+            raise GatewayError("the shim failed its check: " + "; ".join(report.problems))
+        bundle, gateway_ca = _ca_files(agent_dir / "ca", endpoints.ca_cert)
+        (agent_dir / "hosts").write_text(HOSTS)
+        for path in (agent_dir, *agent_dir.iterdir()):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+        spec_root = RootSpec(run_dir=str(agent_dir), shim=str(shim_dir / "gateway-shim"),
+                             hosts=str(agent_dir / "hosts"), workdir=workdir)
+        base = base_entries(policy, spec_root.base, config.agent, self.notes)
+        shells = shells_to_cover()
+        (private / "root.sh").write_text(root_script(plan, spec_root, base, shells))
+        real_shells = {shell: installed[os.path.basename(shell)] for shell in shells
+                       if os.path.basename(shell) in installed}
+        (private / "root").mkdir()
+
+        env = self._environment(shim_dir, bundle, gateway_ca, token)
+        uid, gid = config.user or _owner(workdir)
+        net = netns.new_namespace()
+        self._cleanups.append(lambda: os.close(net))
+        spec = StageSpec(netns_fd=net, script=str(private / "root.sh"),
+                         root=str(private / "root"), workdir=workdir,
+                         argv=list(config.argv), env=env, uid=uid, gid=gid,
+                         path=AGENT_PATH, real_shells=real_shells)
+        spec_file = private / "stage.json"
+        spec_file.write_text(json.dumps(_fields(spec)))
+        for note in self.notes + list(plan.notes):
+            print(f"gateway run: note: {note}", file=self.err)
+        selftest = SelfTest(net, PROXY_PORT, API_PORT, probe_agent, probe_token,
+                            policy, config.simulate)
+        code = asyncio.run(self._serve(net, endpoints, selftest, spec_file))
+        if config.gateway is None:
+            gateway.stop()
+        return RunResult(exit_code=code, audit_log=endpoints.audit_log, since_seq=since,
+                         agent=config.agent, notes=self.notes, watched=bool(watched))
+
+    def _plan(self, policy: CompiledPolicy) -> MountPlan:
+        try:
+            plan = plan_mounts(policy, LocalTree(), overlay_dir=self.config.overlay_dir,
+                               max_entries=self.config.max_entries, agent=self.config.agent)
+        except ValueError as e:
+            raise GatewayError(str(e)) from None
+        if not plan.complete:
+            raise GatewayError(f"the mount plan is incomplete: more than "
+                               f"{self.config.max_entries} paths to examine, so denied "
+                               "paths past that would not be masked; raise --max-entries")
+        for mount in plan.mounts:
+            if mount.kind == "overlay" and mount.upper and mount.source:
+                workspace = os.path.dirname(mount.upper)
+                if not os.path.exists(os.path.join(workspace, "gateway-overlay.json")):
+                    create_workspace(workspace, lower=mount.source, target=mount.target,
+                                     policy=os.path.abspath(self.config.policy),
+                                     project_dir=self.config.project_dir)
+        return plan
+
+    def _writable(self, plan: MountPlan) -> list[tuple[str, str]]:
+        """(host directory, the path the agent sees) of each writable mount."""
+        out = []
+        for mount in plan.mounts:
+            if mount.kind == "overlay" and mount.upper:
+                out.append((mount.upper, mount.target))
+            elif mount.kind == "bind" and not mount.readonly and mount.is_dir and mount.source:
+                out.append((mount.source, mount.target))
+        return out
+
+    def _run_dir(self) -> Path:
+        base = "/run" if os.access("/run", os.W_OK) else None
+        run_dir = Path(tempfile.mkdtemp(prefix="gateway-run-", dir=base))
+        self._cleanups.append(lambda: shutil.rmtree(run_dir, ignore_errors=True))
+        os.chmod(run_dir, 0o711)
+        (run_dir / "agent").mkdir(mode=0o755)
+        (run_dir / "private").mkdir(mode=0o700)
+        return run_dir
+
+    def _gateway_args(self, agents: Path, project_dir: str,
+                      watched: list[tuple[str, str]]) -> list[str]:
+        config = self.config
+        args = ["--policy", str(config.policy), "--agents", str(agents),
+                "--project-dir", project_dir]
+        optional = (("--audit-log", config.audit_log), ("--audit-key-file",
+                    config.audit_key_file), ("--hosts-file", config.hosts_file),
+                    ("--upstream-ca", config.upstream_ca))
+        for flag, value in optional:
+            if value is not None:
+                args += [flag, str(value)]
+        if config.simulate:
+            args.append("--simulate")
+        for host, seen in watched:
+            args += ["--watch", f"{host}={seen}"]
+        if watched:
+            args += ["--watch-agent", config.agent]
+        return args
+
+    def _check_log_hidden(self, plan: MountPlan, log: Path) -> None:
+        """The agent must not see the log or its key: refuse a plan that shows them."""
+        real = os.path.realpath(log)
+        for mount in plan.mounts:
+            for source in (mount.source, mount.upper):
+                if source and (real == source or real.startswith(source.rstrip("/") + "/")):
+                    raise GatewayError(f"the audit log {log} would be visible to the agent "
+                                       f"through {mount.target}; keep it outside what the "
+                                       "policy lets the agent read (--audit-log)")
+
+    def _environment(self, shim_dir: Path, bundle: Path, gateway_ca: Path,
+                     token: str) -> dict[str, str]:
+        config = self.config
+        source = config.environ
+        if config.clean_env:
+            env = {k: v for k, v in source.items() if k in KEPT_WHEN_CLEAN or k.startswith("LC_")}
+        else:
+            env = {k: v for k, v in source.items()
+                   if k not in WITHHELD and k.lower() not in ("http_proxy", "https_proxy",
+                                                              "all_proxy", "no_proxy")}
+        credentials = f"{quote(config.agent, safe='')}:{quote(token, safe='')}@" if token else ""
+        proxy = f"http://{credentials}127.0.0.1:{PROXY_PORT}"
+        for line in environment_lines(proxy, bundle):
+            name, _, value = line.partition("=")
+            env[name] = value
+        env["NODE_EXTRA_CA_CERTS"] = str(gateway_ca)
+        env["PATH"] = f"{shim_dir}:{AGENT_PATH}"
+        env["TMPDIR"] = "/tmp"
+        env["GATEWAY_AGENT"] = config.agent
+        if token:
+            env["GATEWAY_TOKEN"] = token
+        return env
+
+    # -- the run ------------------------------------------------------------------------
+
+    async def _serve(self, net: int, endpoints: Endpoints, selftest: SelfTest,
+                     spec_file: Path) -> int:
+        loop = asyncio.get_running_loop()
+        relays = [Relay(netns.listen(net, PROXY_PORT),
+                        Target(host=endpoints.proxy_host, port=endpoints.proxy_port)),
+                  Relay(netns.listen(net, API_PORT), Target.parse(endpoints.api))]
+        for relay in relays:
+            await relay.start()
+        try:
+            await selftest.run()
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.sandbox.stage", str(spec_file),
+                pass_fds=(net,))
+            for sig in FORWARDED:
+                loop.add_signal_handler(sig, _forward, process, sig)
+            for sig in FROM_TERMINAL:
+                loop.add_signal_handler(sig, lambda: None)
+            try:
+                code = await process.wait()
+            finally:
+                for sig in (*FORWARDED, *FROM_TERMINAL):
+                    loop.remove_signal_handler(sig)
+            return code if code >= 0 else 128 - code
+        finally:
+            for relay in relays:
+                await relay.close()
+
+
+def _forward(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(sig)
+
+
+def _fields(spec: StageSpec) -> dict[str, object]:
+    return {name: getattr(spec, name) for name in StageSpec.__dataclass_fields__}
+
+
+def _owner(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_uid, info.st_gid
+
+
+def _last_seq(log: Path) -> int:
+    """The seq of the log's last entry before the run (-1 for none or unreadable)."""
+    try:
+        entry = read_tail(log).entry
+    except (OSError, GatewayError):
+        return -1
+    seq = entry.get("seq") if entry else None
+    return seq if isinstance(seq, int) else -1
+
+
+def _ca_files(directory: Path, gateway_ca: Path) -> tuple[Path, Path]:
+    """The gateway's CA alone (for NODE_EXTRA_CA_CERTS, which adds to Node's own) and a
+    bundle of it and the system's CAs (for hosts the proxy passes through untouched)."""
+    directory.mkdir(mode=0o755)
+    ca = gateway_ca.read_bytes()
+    (directory / "gateway-ca.pem").write_bytes(ca)
+    system = b""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile,
+                      "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and os.path.isfile(candidate):
+            system = Path(candidate).read_bytes()
+            break
+    (directory / "ca-bundle.pem").write_bytes(ca.rstrip(b"\n") + b"\n" + system)
+    return directory / "ca-bundle.pem", directory / "gateway-ca.pem"
