@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from gateway.agents import add_agent
 from gateway.audit.recovery import read_tail
-from gateway.daemon.server import environment_lines
+from gateway.daemon.server import default_state_dir, environment_lines
 from gateway.errors import GatewayError
 from gateway.fs.overlay import create_workspace
 from gateway.fs.plan import MountPlan, plan_mounts
@@ -119,22 +119,25 @@ class ConfinedRun:
         watched = self._writable(plan)
 
         if config.gateway is None:
+            log = config.audit_log or default_state_dir() / "audit.jsonl"
+            key = config.audit_key_file or config.environ.get("GATEWAY_AUDIT_KEY_FILE")
+            self._check_log_hidden(plan, log, Path(key) if key else Path(f"{log}.key"))
             agents = private / "agents.yaml"
             token = add_agent(agents, config.agent)
             probe_token: str | None = add_agent(agents, SELFTEST_AGENT)
-            gateway = EmbeddedGateway(private, self._gateway_args(agents, project_dir,
+            gateway = EmbeddedGateway(private, self._gateway_args(log, agents, project_dir,
                                                                    watched))
             self._cleanups.append(gateway.stop)
             endpoints = gateway.start()
             probe_agent = SELFTEST_AGENT
         else:
             endpoints = running_gateway(config.gateway)
+            self._check_log_hidden(plan, endpoints.audit_log)
             token = config.token or config.environ.get("GATEWAY_TOKEN") or ""
             probe_agent, probe_token = "", None
             if watched:
                 self.notes.append("writes are recorded only if the running gateway watches "
                                   "the writable mounts (gateway up --watch)")
-        self._check_log_hidden(plan, endpoints.audit_log)
         since = _last_seq(endpoints.audit_log)
 
         shim_dir = agent_dir / "shim"
@@ -215,12 +218,13 @@ class ConfinedRun:
         (run_dir / "private").mkdir(mode=0o700)
         return run_dir
 
-    def _gateway_args(self, agents: Path, project_dir: str,
+    def _gateway_args(self, log: Path, agents: Path, project_dir: str,
                       watched: list[tuple[str, str]]) -> list[str]:
         config = self.config
+        log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         args = ["--policy", str(config.policy), "--agents", str(agents),
-                "--project-dir", project_dir]
-        optional = (("--audit-log", config.audit_log), ("--audit-key-file",
+                "--project-dir", project_dir, "--audit-log", str(log)]
+        optional = (("--audit-key-file",
                     config.audit_key_file), ("--hosts-file", config.hosts_file),
                     ("--upstream-ca", config.upstream_ca))
         for flag, value in optional:
@@ -234,15 +238,18 @@ class ConfinedRun:
             args += ["--watch-agent", config.agent]
         return args
 
-    def _check_log_hidden(self, plan: MountPlan, log: Path) -> None:
+    def _check_log_hidden(self, plan: MountPlan, *paths: Path) -> None:
         """The agent must not see the log or its key: refuse a plan that shows them."""
-        real = os.path.realpath(log)
-        for mount in plan.mounts:
-            for source in (mount.source, mount.upper):
-                if source and (real == source or real.startswith(source.rstrip("/") + "/")):
-                    raise GatewayError(f"the audit log {log} would be visible to the agent "
-                                       f"through {mount.target}; keep it outside what the "
-                                       "policy lets the agent read (--audit-log)")
+        for path in paths:
+            real = os.path.realpath(path)
+            for mount in plan.mounts:
+                for source in (mount.source, mount.upper):
+                    if source and (real == source
+                                   or real.startswith(source.rstrip("/") + "/")):
+                        raise GatewayError(
+                            f"{path} (the audit log or its key) would be visible to the "
+                            f"agent through {mount.target}; keep it outside what the policy "
+                            "lets the agent read (--audit-log, --audit-key-file)")
 
     def _environment(self, shim_dir: Path, bundle: Path, gateway_ca: Path,
                      token: str) -> dict[str, str]:

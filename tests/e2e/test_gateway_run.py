@@ -303,6 +303,8 @@ def test_simulate_records_what_would_be_denied(tmp_path: Path) -> None:
                  id="missing-workspace"),
     pytest.param((), ("no-such-program-here",), "command not found in the agent's root",
                  id="unknown-command"),
+    pytest.param(("--audit-log", "{project}/data/audit.jsonl"), ("true",),
+                 "would be visible to the agent", id="log-the-agent-could-read"),
 ])
 def test_bad_input_is_one_line_and_runs_nothing(tmp_path: Path, options: tuple[str, ...],
                                                  command: tuple[str, ...], message: str) -> None:
@@ -310,7 +312,8 @@ def test_bad_input_is_one_line_and_runs_nothing(tmp_path: Path, options: tuple[s
     project, env = _project(tmp_path)
     argv = [sys.executable, "-m", "gateway", "run", "--policy", str(AUTOGEN), "--workspace",
             str(project), "--audit-log", str(tmp_path / "audit.jsonl"), "--overlay-dir",
-            str(tmp_path / "overlays"), "--no-summary", *options, "--", *command]
+            str(tmp_path / "overlays"), "--no-summary",
+            *(o.format(project=project) for o in options), "--", *command]
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120,
                             check=False)
     assert result.returncode in (125, 127)
