@@ -110,9 +110,14 @@ class ConfinedRun:
             raise GatewayError(f"--workspace {workdir}: not a directory")
         project_dir = config.project_dir or workdir
         policy = load_policy(config.policy, project_dir=project_dir)
-        if config.gateway is not None and config.simulate:
-            raise GatewayError("--simulate needs the run's own gateway: a running gateway "
-                               "keeps its own mode (start it with --simulate)")
+        if config.gateway is not None:
+            own = [flag for flag, value in (
+                ("--simulate", config.simulate), ("--audit-log", config.audit_log),
+                ("--audit-key-file", config.audit_key_file), ("--hosts-file", config.hosts_file),
+                ("--upstream-ca", config.upstream_ca)) if value]
+            if own:
+                raise GatewayError(f"{', '.join(own)}: for the run's own gateway only; the "
+                                   "running gateway keeps its own settings")
         plan = self._plan(policy)
         run_dir = self._run_dir()
         agent_dir, private = run_dir / "agent", run_dir / "private"

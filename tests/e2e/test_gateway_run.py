@@ -95,9 +95,10 @@ def _project(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def gateway_run(tmp_path: Path, project: Path, env: dict[str, str], *command: str,
                 policy: Path = AUTOGEN, options: tuple[str, ...] = (), timeout: float = 120,
                 **kwargs: object) -> subprocess.CompletedProcess[str]:
+    log = () if "--gateway" in options else ("--audit-log", str(tmp_path / "audit.jsonl"))
     argv = [sys.executable, "-m", "gateway", "run", "--policy", str(policy), "--workspace",
-            str(project), "--audit-log", str(tmp_path / "audit.jsonl"), "--overlay-dir",
-            str(tmp_path / "overlays"), *options, "--", *command]
+            str(project), *log, "--overlay-dir", str(tmp_path / "overlays"), *options, "--",
+            *command]
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
                           check=False, **kwargs)  # type: ignore[call-overload]
 
@@ -331,3 +332,32 @@ def test_without_root_it_refuses(tmp_path: Path) -> None:
                             check=False, cwd="/")
     assert result.returncode == 125, result.stderr
     assert "gateway run needs root" in result.stderr
+
+
+def test_a_running_gateway_can_serve_the_run(tmp_path: Path) -> None:
+    """--gateway STATE_DIR: the run uses that gateway (its proxy, its decision API, its
+    log) with the agent's token from $GATEWAY_TOKEN; the agent is named in its log."""
+    from gateway.agents import add_agent
+    from tests.support.gateway import RunningGateway
+
+    project, env = _project(tmp_path)
+    agents = tmp_path / "agents.yaml"
+    token = add_agent(agents, "coder")
+    gateway = RunningGateway(tmp_path / "gw", AUTOGEN.read_text(), agents=agents.read_text(),
+                             extra=["--project-dir", str(project)])
+    try:
+        with HttpUpstream() as api:
+            script = ("import subprocess, urllib.request\n"
+                      "subprocess.run('pip install x', shell=True)\n"
+                      f"print(urllib.request.urlopen('http://localhost:{api.address[1]}/x')"
+                      ".status)\n")
+            result = gateway_run(tmp_path, project, {**env, "GATEWAY_TOKEN": token},
+                                 "python3", "-c", script,
+                                 options=("--gateway", str(gateway.state), "--agent", "coder"))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "200"
+        got = [(e["source"], e["verdict"]) for e in decisions(gateway.audit_log, "coder")]
+        assert got == [("shim", "DENY"), ("proxy", "ALLOW")]
+        assert "gateway up --watch" in result.stderr  # its writes are the gateway's to watch
+    finally:
+        assert gateway.stop() == 0

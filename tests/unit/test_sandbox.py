@@ -1,0 +1,147 @@
+"""The parts of `gateway run` that can be tried one at a time: the agent's network
+namespace and its relays, the root script, the summary."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from gateway.fs.plan import MountPlan
+from gateway.policy.compiled import compile_policy_text
+from gateway.sandbox import netns
+from gateway.sandbox.relay import Relay, Target
+from gateway.sandbox.rootfs import RootSpec, base_entries, root_script, shells_to_cover
+from gateway.sandbox.summary import summarise_run
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+POLICY = """version: 1
+default: deny
+rules:
+  - {action: file_read, path: "/usr/games/**", effect: deny, reason: "no games"}
+  - {action: file_read, path: "/etc/group", effect: deny}
+"""
+
+
+@needs_root
+def test_a_new_namespace_has_only_loopback_and_no_route_out() -> None:
+    """The agent's namespace: lo alone, up, and no route to any outside address."""
+    fd = netns.new_namespace()
+    try:
+        assert netns.interfaces(fd) == ["lo"]
+        assert netns.routes_outside(fd) == []
+    finally:
+        os.close(fd)
+
+
+@needs_root
+def test_a_relay_joins_a_listener_inside_to_a_server_outside() -> None:
+    """A listener made inside the namespace, served from outside, reaches a loopback
+    server of this namespace; the namespace's own loopback does not."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def echo_once() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(conn.recv(100).upper())
+    threading.Thread(target=echo_once, daemon=True).start()
+    fd = netns.new_namespace()
+
+    def client() -> tuple[bytes, str]:
+        with socket.create_connection(("127.0.0.1", 18080), timeout=5) as s:
+            s.sendall(b"hello")
+            reply = s.recv(100)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            direct = "connected"
+        except OSError:
+            direct = "refused"
+        return reply, direct
+
+    async def main() -> tuple[bytes, str]:
+        relay = Relay(netns.listen(fd, 18080), Target(host="127.0.0.1", port=port))
+        await relay.start()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, netns.run_inside, fd, client)
+        finally:
+            await relay.close()
+    try:
+        assert asyncio.run(main()) == (b"HELLO", "refused")
+    finally:
+        os.close(fd)
+        server.close()
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    ("tcp:127.0.0.1:8081", Target(host="127.0.0.1", port=8081)),
+    ("tcp:[::1]:8081", Target(host="::1", port=8081)),
+    ("unix:/run/gw/api.sock", Target(path="/run/gw/api.sock")),
+    ("/run/gw/api.sock", Target(path="/run/gw/api.sock")),
+])
+def test_relay_targets_are_parsed(address: str, expected: Target) -> None:
+    """The decision API's address forms, as gateway.json and --gateway give them."""
+    assert Target.parse(address) == expected
+
+
+@pytest.mark.parametrize("address", ["tcp:host", "relative/api.sock", "tcp::80"])
+def test_bad_relay_targets_are_refused(address: str) -> None:
+    with pytest.raises(ValueError):
+        Target.parse(address)
+
+
+def test_the_base_leaves_out_what_a_rule_denies_by_name() -> None:
+    """Base paths are shown unless a rule (not the default) denies reading them."""
+    policy = compile_policy_text(POLICY)
+    notes: list[str] = []
+    got = base_entries(policy, ["/usr", "/etc/group", "/etc/passwd", "/nonexistent"], None, notes)
+    assert got == ["/usr", "/etc/passwd"]
+    assert len(notes) == 1 and notes[0].startswith("/etc/group is left out of the base")
+
+
+def test_shells_are_covered_by_the_file_they_resolve_to(tmp_path: Path) -> None:
+    """A link such as sh -> dash is covered by mounting over dash: a mount follows it."""
+    (tmp_path / "dash").write_text("")
+    os.symlink("dash", tmp_path / "sh")
+    (tmp_path / "bash").write_text("")
+    assert shells_to_cover([str(tmp_path)]) == [str(tmp_path / "dash"), str(tmp_path / "bash")]
+
+
+def test_the_root_script_is_valid_sh_with_the_shim_after_the_plan(tmp_path: Path) -> None:
+    """The script parses, binds the base before the plan and the shim over each shell
+    after it, then makes the root read-only."""
+    spec = RootSpec(run_dir="/run/gateway-run-x/agent", shim="/run/gateway-run-x/agent/shim/s",
+                    hosts="/run/gateway-run-x/agent/hosts", workdir="/srv/p")
+    text = root_script(MountPlan(mounts=(), notes=()), spec, ["/usr", "/bin"],
+                       ["/usr/bin/dash"])
+    (tmp_path / "root.sh").write_text(text)
+    subprocess.run(["sh", "-n", str(tmp_path / "root.sh")], check=True)
+    base = text.index("mount --bind /usr ")
+    shim = text.index("mount --bind /run/gateway-run-x/agent/shim/s \"$ROOT\"/usr/bin/dash")
+    assert base < shim < text.index('mount -o remount,ro,nosuid,nodev "$ROOT"')
+    assert 'mount --bind /etc/hosts' not in text  # the run's own hosts file, not the host's
+
+
+def test_the_summary_counts_one_agents_decisions_after_the_start(tmp_path: Path) -> None:
+    """Only the run's agent, only entries after the seq the run started at."""
+    from gateway.audit.writer import AuditWriter
+    log = tmp_path / "audit.jsonl"
+    records = [({"source": "shim", "action": "shell_exec", "command": "rm -rf /",
+                 "verdict": "DENY", "mode": "enforce", "agent": agent, "rule": "default",
+                 "reason": "no"}) for agent in ("other", "coder", "coder")]
+    with AuditWriter(log, key=b"k" * 32) as writer:
+        seqs = [writer.append(r) for r in records]
+    summary = summarise_run(log, seqs[0], "coder", 0)
+    assert (summary.decisions.decisions, summary.decisions.denied) == (2, 2)
+    assert summarise_run(log, seqs[1], "coder", 0).decisions.decisions == 1
+    text = summary.render()
+    assert "coder exited with status 0" in text
+    assert "2  shell_exec rm -rf /" in text
+    assert summary.head is not None and summary.head in text
