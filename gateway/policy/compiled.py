@@ -94,6 +94,7 @@ class CompiledPolicy:
     home: str
     project_dir: str
     proxy: CompiledProxy = CompiledProxy()
+    sdk_dynamic: Effect = Effect.DENY  # sdk.dynamic: a target built at run time
 
 
 def compile_policy(model: PolicyModel, source: PolicySource | None = None, *,
@@ -117,7 +118,8 @@ def compile_policy(model: PolicyModel, source: PolicySource | None = None, *,
     actions = {action: _compile_action(action, model.default, rules, fail) for action in Action}
     proxy = _compile_proxy(model.proxy, variables, rules, fail)
     return CompiledPolicy(file, model.mode, model.default, rules, MappingProxyType(actions),
-                          os.path.normpath(home), os.path.normpath(project), proxy)
+                          os.path.normpath(home), os.path.normpath(project), proxy,
+                          model.sdk.dynamic)
 
 
 def load_policy(path: str | os.PathLike[str], *, project_dir: str | None = None,

@@ -125,6 +125,19 @@ class ProxySettings(BaseModel):
     passthrough: StrList | None = None
 
 
+class SdkSettings(BaseModel):
+    """How the SDK (`gateway.sdk`) treats an action whose target the code builds at run
+    time, which static analysis cannot judge.
+
+    `deny` (the default: fail closed) refuses the code; `allow` lets it run and relies
+    on the runtime enforcement (proxy, command shim, mounts) to judge the real target.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dynamic: Effect = Effect.DENY
+
+
 class PolicyModel(BaseModel):
     """A whole policy file."""
 
@@ -137,4 +150,5 @@ class PolicyModel(BaseModel):
         default_factory=dict
     )
     proxy: ProxySettings = Field(default_factory=ProxySettings)
+    sdk: SdkSettings = Field(default_factory=SdkSettings)
     rules: list[Rule] = Field(default_factory=list, max_length=100_000)
