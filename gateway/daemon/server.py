@@ -37,6 +37,7 @@ from gateway.audit.keys import writer_key
 from gateway.audit.writer import AuditWriter
 from gateway.daemon.admin import AdminSocket
 from gateway.daemon.api import DecisionApi
+from gateway.daemon.state import STATE_FILE, environment_lines
 from gateway.daemon.watcher import PolicyWatcher
 from gateway.errors import GatewayError
 from gateway.fs.watch import WriteWatcher
@@ -46,11 +47,8 @@ from gateway.runtime import Runtime
 
 CA_CERT = "mitmproxy-ca-cert.pem"
 PUBLIC_CA_CERT = "ca-cert.pem"
-STATE_FILE = "gateway.json"
 GC_THRESHOLD = 20_000
 DRAIN_SECONDS = 2.0
-CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "CURL_CA_BUNDLE",
-                "PIP_CERT", "GIT_SSL_CAINFO")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,25 +90,6 @@ class DaemonConfig:
     @property
     def admin_path(self) -> Path:
         return self.admin_socket or self.state_dir / "admin.sock"
-
-
-def default_state_dir() -> Path:
-    """$GATEWAY_STATE_DIR, else $XDG_STATE_HOME/gateway, else ~/.local/state/gateway."""
-    if os.environ.get("GATEWAY_STATE_DIR"):
-        return Path(os.environ["GATEWAY_STATE_DIR"])
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "gateway"
-
-
-def environment_lines(proxy_url: str, ca_cert: Path) -> list[str]:
-    """What an agent's environment needs to use the gateway (both spellings of the proxy
-    variables: curl reads only lower-case `http_proxy`)."""
-    lines = []
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        lines.append(f"{name}={proxy_url}")
-    lines += ["NO_PROXY=", "no_proxy="]
-    lines += [f"{name}={ca_cert}" for name in CA_VARIABLES]
-    return lines
 
 
 def run(config: DaemonConfig, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -317,15 +296,3 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
-
-
-def read_state(state_dir: Path) -> dict[str, Any]:
-    """The running gateway's gateway.json; GatewayError when none runs there."""
-    try:
-        data = json.loads((state_dir / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        raise GatewayError(f"no gateway is running with state directory {state_dir}") from None
-    if not isinstance(data, dict):
-        raise GatewayError(f"{state_dir / STATE_FILE}: not a gateway state file")
-    return data
-

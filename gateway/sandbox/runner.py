@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from gateway.agents import add_agent
 from gateway.audit.recovery import read_tail
-from gateway.daemon.server import default_state_dir, environment_lines
+from gateway.daemon.state import default_state_dir, environment_lines
 from gateway.errors import GatewayError
 from gateway.fs.overlay import create_workspace
 from gateway.fs.plan import MountPlan, plan_mounts
@@ -133,24 +133,24 @@ class ConfinedRun:
             gateway = EmbeddedGateway(private, self._gateway_args(log, agents, project_dir,
                                                                    watched))
             self._cleanups.append(gateway.stop)
-            endpoints = gateway.start()
+            gateway.launch()  # it starts while the shim is built
             probe_agent = SELFTEST_AGENT
         else:
-            endpoints = running_gateway(config.gateway)
-            self._check_log_hidden(plan, endpoints.audit_log)
+            running = running_gateway(config.gateway)
+            self._check_log_hidden(plan, running.audit_log)
             token = config.token or config.environ.get("GATEWAY_TOKEN") or ""
             probe_agent, probe_token = "", None
             if watched:
                 self.notes.append("writes are recorded only if the running gateway watches "
                                   "the writable mounts (gateway up --watch)")
-        since = _last_seq(endpoints.audit_log)
-
         shim_dir = agent_dir / "shim"
         installed = install_shims(shim_dir, api=f"tcp:127.0.0.1:{API_PORT}", policy=policy,
                                   real_dir=agent_dir / "real", path=AGENT_PATH).installed
         report = check_shims(shim_dir)
         if report.problems:
             raise GatewayError("the shim failed its check: " + "; ".join(report.problems))
+        endpoints = gateway.ready() if config.gateway is None else running
+        since = _last_seq(endpoints.audit_log)
         bundle, gateway_ca = _ca_files(agent_dir / "ca", endpoints.ca_cert)
         (agent_dir / "hosts").write_text(HOSTS)
         for path in (agent_dir, *agent_dir.iterdir()):

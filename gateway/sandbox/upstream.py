@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.daemon.server import read_state
+from gateway.daemon.state import read_state
 from gateway.errors import GatewayError
 
 START_TIMEOUT = 30.0
@@ -69,13 +69,18 @@ class EmbeddedGateway:
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Endpoints:
+    def launch(self) -> None:
+        """Start it; `ready()` waits for it (the run prepares the rest meanwhile)."""
         command = [sys.executable, "-m", "gateway", "up", "--listen", "127.0.0.1:0",
                    "--state-dir", str(self.state), *self.args]
         with open(self.directory / "gateway.out", "wb") as out, \
                 open(self.directory / "gateway.err", "wb") as err:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                             stderr=err, start_new_session=True)
+
+    def ready(self) -> Endpoints:
+        """Its endpoints once it listens; GatewayError when it stops or takes too long."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + START_TIMEOUT
         state_file = self.state / "gateway.json"
         while time.monotonic() < deadline:
