@@ -4,6 +4,8 @@ take, with literal targets, import aliases followed, and run-time targets dynami
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.sdk import analyse_block, analyse_python
 
@@ -153,3 +155,22 @@ def test_other_languages_cannot_be_analysed(language: str) -> None:
     problem = analyse_block("x", language).problem
     assert problem is not None and problem.startswith("cannot analyse: ")
     assert (language or "untagged") in problem
+
+
+@given(st.text(max_size=300), st.sampled_from(["python", "bash", "sh", "ruby", ""]))
+@settings(max_examples=300, deadline=None)
+def test_analysis_never_raises(code: str, language: str) -> None:
+    """Any text in any language is actions or a problem, never an exception."""
+    analysis = analyse_block(code, language)
+    assert analysis.problem is not None or all(f.line >= 1 for f in analysis.found)
+
+
+@given(st.lists(st.sampled_from([
+    "import os", "import subprocess as sp", "from pathlib import Path", "p = Path('a')",
+    "open('x', 'w')", "os.system(c)", "sp.run(['ls', x])", "p.write_text('y')", "x = 'b'",
+    "for q in r:\n    open(q)", "def f(p):\n    return p", "exec('os.remove(1)')",
+    "getattr(os, 'system')('id')", "c = 'ls'"]), max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_generated_programs_analyse(lines: list[str]) -> None:
+    """Programs made of the constructs the analysis knows always analyse."""
+    assert analyse_python("\n".join(lines)).problem is None
