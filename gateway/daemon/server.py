@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -37,7 +36,7 @@ from gateway.audit.keys import writer_key
 from gateway.audit.writer import AuditWriter
 from gateway.daemon.admin import AdminSocket
 from gateway.daemon.api import DecisionApi
-from gateway.daemon.state import STATE_FILE, environment_lines
+from gateway.daemon.state import STATE_FILE, environment_lines, loop_factory
 from gateway.daemon.watcher import PolicyWatcher
 from gateway.errors import GatewayError
 from gateway.fs.watch import WriteWatcher
@@ -94,18 +93,8 @@ class DaemonConfig:
 
 def run(config: DaemonConfig, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Run the gateway until it is told to stop; the process's exit status."""
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(_serve(config, out, err))
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (Linux and macOS wheels): the proxy's own per-connection
-    cost is about a tenth lower on it. Otherwise asyncio's default loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 async def _serve(config: DaemonConfig, out: TextIO, err: TextIO) -> int:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from gateway.agents import add_agent
 from gateway.audit.recovery import read_tail
-from gateway.daemon.state import default_state_dir, environment_lines
+from gateway.daemon.state import default_state_dir, environment_lines, loop_factory
 from gateway.errors import GatewayError
 from gateway.fs.overlay import create_workspace
 from gateway.fs.plan import MountPlan, plan_mounts
@@ -179,7 +179,8 @@ class ConfinedRun:
             print(f"gateway run: note: {note}", file=self.err)
         selftest = SelfTest(net, PROXY_PORT, API_PORT, probe_agent, probe_token,
                             policy, config.simulate)
-        code = asyncio.run(self._serve(net, endpoints, selftest, spec_file))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            code = runner.run(self._serve(net, endpoints, selftest, spec_file))
         if config.gateway is None:
             gateway.stop()
         return RunResult(exit_code=code, audit_log=endpoints.audit_log, since_seq=since,
