@@ -30,6 +30,7 @@ from gateway.sdk.pyvalues import UNRESOLVED, Method, PathValue, Ref, Scope
 MAX_CALL_TEXT = 120
 MAX_CODE_LITERALS = 64  # literal code strings analysed per block (exec("exec('...')"))
 _CODE_CALLS = frozenset({"exec", "eval", "compile"})
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")  # lines as the parser counts them
 
 
 def analyse_python(source: str, language: str = "python") -> BlockAnalysis:
@@ -42,12 +43,13 @@ def analyse_python(source: str, language: str = "python") -> BlockAnalysis:
         found: list[Found] = []
         chdir = False
         for tree, text, offset in units:
+            lines = [line.encode() for line in _LINE.findall(text)]
             calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)),
                            key=lambda n: (n.lineno, n.col_offset))
             for call in calls:
                 acts, changes_dir = _acts(scope, call)
                 chdir = chdir or changes_dir
-                found += [_found(a, call, text, offset) for a in acts]
+                found += [_found(a, call, lines, offset) for a in acts]
     except SyntaxError as e:
         where = f"line {e.lineno}: " if e.lineno else ""
         return BlockAnalysis(language, problem=f"cannot analyse: {where}{e.msg}")
@@ -95,13 +97,28 @@ def _acts(scope: Scope, call: ast.Call) -> tuple[list[Act], bool]:
     return [], False
 
 
-def _found(act: Act, call: ast.Call, source: str, offset: int) -> Found:
-    text = ast.get_source_segment(source, call) or ast.unparse(call)
-    text = re.sub(r"\s+", " ", text).strip()
+def _found(act: Act, call: ast.Call, lines: list[bytes], offset: int) -> Found:
+    text = re.sub(r"\s+", " ", _segment(lines, call)).strip()
     if len(text) > MAX_CALL_TEXT:
         text = text[:MAX_CALL_TEXT - 3] + "..."
     return Found(act.action, act.target, call.lineno + offset, text, method=act.method,
                  cwd=act.cwd, why=act.why)
+
+
+def _segment(lines: list[bytes], node: ast.expr) -> str:
+    """The node as written, at most its first five lines (`ast.get_source_segment`
+    splits the whole source again on every call: quadratic in a long block)."""
+    first = node.lineno - 1
+    end_line = (node.end_lineno or node.lineno) - 1
+    last = min(end_line, first + 4)
+    end = node.end_col_offset if last == end_line and node.end_col_offset is not None \
+        else len(lines[last])
+    if first == last:
+        chunk = lines[first][node.col_offset:end]
+    else:
+        chunk = b"".join([lines[first][node.col_offset:], *lines[first + 1:last],
+                          lines[last][:end]])
+    return chunk.decode("utf-8", "replace")
 
 
 def _unanchored(found: Found) -> Found:

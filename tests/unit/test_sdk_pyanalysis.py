@@ -3,6 +3,8 @@ take, with literal targets, import aliases followed, and run-time targets dynami
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -174,3 +176,24 @@ def test_analysis_never_raises(code: str, language: str) -> None:
 def test_generated_programs_analyse(lines: list[str]) -> None:
     """Programs made of the constructs the analysis knows always analyse."""
     assert analyse_python("\n".join(lines)).problem is None
+
+
+def test_a_long_block_analyses_quickly() -> None:
+    """Thousands of calls cost linear time (call texts are not re-split per call)."""
+    source = "\n".join(f'open("f{i}", "w")' for i in range(5000))
+    started = time.perf_counter()
+    assert len(analyse_python(source).found) == 5000
+    assert time.perf_counter() - started < 5
+
+
+def test_a_chain_too_long_to_follow_is_a_problem() -> None:
+    """Names bound through thousands of other names: refused, not a RecursionError."""
+    source = "\n".join(f"a{i} = a{i + 1}" for i in range(3000)) + "\nopen(a0)"
+    assert analyse_python(source).problem == "cannot analyse: the code is nested too deeply"
+
+
+def test_call_text_is_as_written_across_lines() -> None:
+    """The call as written, whitespace folded, with CRLF and non-ASCII lines."""
+    source = 'x = 1\r\nopen("é",\r\n  "w")\rimport os; os.system(\n"a")'
+    assert [(f.line, f.call) for f in analyse_python(source).found] == \
+        [(2, 'open("é", "w")'), (4, 'os.system( "a")')]
