@@ -27,7 +27,8 @@ def add_commands(sub: Any) -> None:
                     "and first on PATH, the proxy and CA variables set, and no "
                     "capabilities. A self-test runs first: if confinement cannot be shown, "
                     "CMD does not run. Exit status: CMD's (128+N for signal N), or 125 when "
-                    "the gateway could not set the run up. Needs root.",
+                    "the gateway could not set the run up. As root, or without root where "
+                    "unprivileged user namespaces are allowed (see docs/run.md).",
         usage="gateway run [options] -- CMD [ARG ...]")
     run.add_argument("--policy", metavar="FILE", type=Path, default=Path("policies/default.yaml"),
                      help="policy file (default: %(default)s)")
@@ -46,15 +47,16 @@ def add_commands(sub: Any) -> None:
                           "(the mounts still confine files)")
     run.add_argument("--user", metavar="USER[:GROUP]", type=_user,
                      help="run CMD as this user (name or id; default: the owner of the "
-                          "workspace). Root keeps its uid but no capability")
+                          "workspace). Root keeps its uid but no capability. Needs root")
     run.add_argument("--audit-log", metavar="PATH", type=Path,
                      help="the run's gateway writes here (default: STATE_DIR/audit.jsonl of "
                           "`gateway up`)")
     run.add_argument("--audit-key-file", metavar="FILE", type=Path,
                      help="HMAC key for the log (default as for `gateway up`)")
-    run.add_argument("--overlay-dir", metavar="DIR", default=DEFAULT_OVERLAY_DIR,
+    run.add_argument("--overlay-dir", metavar="DIR",
                      help="where overlays keep what the agent wrote, for `gateway fs diff` "
-                          f"and `commit` (default {DEFAULT_OVERLAY_DIR})")
+                          f"and `commit` (default {DEFAULT_OVERLAY_DIR}; without root, "
+                          "STATE_DIR/overlay)")
     run.add_argument("--hosts-file", metavar="FILE", type=Path,
                      help="names pinned to addresses for the run's gateway (/etc/hosts syntax)")
     run.add_argument("--upstream-ca", metavar="FILE", type=Path,

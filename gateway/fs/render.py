@@ -175,7 +175,7 @@ def to_shell(plan: MountPlan, root_var: str = "ROOT", *, before: Sequence[str] =
             out += [f"mount --bind {q(plan.empty_file)} {target}",
                     f"mount -o remount,bind,ro,nosuid,nodev,noexec {target}"]
     out += after
-    out.append(f"mount -o remount,ro,nosuid,nodev {root}")
+    out.append(f"mount -o remount,bind,ro,nosuid,nodev {root}")
     return "\n".join(out) + "\n"
 
 

@@ -1,5 +1,5 @@
-"""The few Linux system calls the sandbox needs that Python 3.11's `os` lacks: setns,
-unshare, mount, and dropping capabilities. Each raises OSError with errno on failure."""
+"""The few Linux system calls the sandbox needs that Python 3.11's `os` lacks: unshare,
+mount, and dropping capabilities. Each raises OSError with errno on failure."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import ctypes.util
 import os
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
@@ -35,11 +36,6 @@ def _check(result: int, what: str) -> None:
     if result != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def setns(fd: int, nstype: int) -> None:
-    """Move the calling thread into the namespace `fd` refers to."""
-    _check(_libc.setns(fd, nstype), "setns")
 
 
 def unshare(flags: int) -> None:
@@ -71,7 +67,7 @@ def last_capability() -> int:
         return 63
 
 
-def drop_privileges(last_cap: int, uid: int = 0, gid: int = 0) -> None:
+def drop_privileges(last_cap: int, uid: int = 0, gid: int = 0, *, groups: bool = True) -> None:
     """Become `uid`:`gid` with no capability now or after any exec, and no way to gain
     one (setuid files, file capabilities): empty bounding and ambient sets,
     no_new_privs, and empty effective, permitted and inheritable sets."""
@@ -79,7 +75,8 @@ def drop_privileges(last_cap: int, uid: int = 0, gid: int = 0) -> None:
         _check(_libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
     _check(_libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0),
            "clear ambient capabilities")
-    os.setgroups([gid] if gid else [])
+    if groups:  # a user namespace made without root may not set them (setgroups deny)
+        os.setgroups([gid] if gid else [])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")

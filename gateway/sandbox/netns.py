@@ -1,129 +1,135 @@
-"""The agent's network namespace: loopback only, made and entered from threads of this
-process, so that listeners inside it can be served by an event loop outside it.
+"""The agent's network, seen from inside: made by the stage, which brings loopback up,
+opens the listeners the relays serve and hands them to `gateway run` (SCM_RIGHTS), and
+the self-test's probes, run there before anything of the command.
 
-A namespace is a thread's property on Linux: a helper thread unshares or enters it,
-creates sockets there and ends; the sockets stay in that namespace, usable from any
-thread. Nothing here sends a packet off the machine: the probes only ask the kernel
-for a route (a UDP connect sends nothing).
+Standard library only: the stage imports it. Nothing here sends a packet off the
+machine: routes are probed with a UDP connect, which sends nothing, and the proxy probe
+asks for a documentation address that the gateway refuses before any connection.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import os
+import json
 import socket
 import struct
-import threading
-from collections.abc import Callable
-from typing import TypeVar
-
-from gateway.sandbox.linux import CLONE_NEWNET, setns, unshare
-
-T = TypeVar("T")
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
-# Documentation addresses (RFC 5737, RFC 3849): a route lookup for them must fail.
+# Documentation addresses (RFC 5737, RFC 3849): no route to them may exist.
 PROBE_ADDRESSES = (("192.0.2.1", socket.AF_INET), ("2001:db8::1", socket.AF_INET6))
+PROBE_HOST = "192.0.2.1"
+TIMEOUT = 10.0
 
 
-def _in_thread(fn: Callable[[], T]) -> T:
-    """Run `fn` in a new thread and return its result (or raise its exception): the
-    namespace changes it makes die with the thread."""
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            result.append(fn())
-        except BaseException as e:
-            error.append(e)
-
-    thread = threading.Thread(target=body, name="gateway-netns")
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
+class SelfTestFailed(Exception):
+    """Confinement could not be shown: the command must not run."""
 
 
-def new_namespace() -> int:
-    """A new network namespace with its loopback up; an fd that holds it open."""
-    def make() -> int:
-        unshare(CLONE_NEWNET)
-        fd = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
-        try:
-            _loopback_up()
-        except OSError:
-            os.close(fd)
-            raise
-        return fd
-    return _in_thread(make)
-
-
-def run_inside(fd: int, fn: Callable[[], T]) -> T:
-    """`fn()` in the namespace `fd`, on a thread of its own."""
-    def inside() -> T:
-        setns(fd, CLONE_NEWNET)
-        return fn()
-    return _in_thread(inside)
-
-
-def _loopback_up() -> None:
+def loopback_up() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         request = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s, _SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
-def listen(fd: int, port: int) -> list[socket.socket]:
-    """TCP listeners on 127.0.0.1:port and, where IPv6 exists, [::1]:port, inside the
-    namespace `fd`."""
-    def bind() -> list[socket.socket]:
-        out = []
-        for host, family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
+def listen(port: int) -> list[socket.socket]:
+    """Listeners on 127.0.0.1:port and, where IPv6 exists, [::1]:port."""
+    out = []
+    for host, family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
+        try:
             s = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 in this kernel
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(128)
+        except OSError as e:
+            s.close()
+            if family == socket.AF_INET6 and e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                continue
+            raise
+        out.append(s)
+    return out
+
+
+def interfaces() -> list[str]:
+    return sorted(name for _, name in socket.if_nameindex())
+
+
+def routes_outside() -> list[str]:
+    """Each probe address this namespace has a route to (none is right)."""
+    reachable = []
+    for address, family in PROBE_ADDRESSES:
+        try:
+            s = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError:
+            continue
+        with s:
             try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((host, port))
-                s.listen(128)
-                s.setblocking(False)
+                s.connect((address, 53))
             except OSError as e:
-                s.close()
-                if family == socket.AF_INET6 and e.errno in (errno.EADDRNOTAVAIL,
-                                                             errno.EAFNOSUPPORT):
+                if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL,
+                               errno.EAFNOSUPPORT):
                     continue
                 raise
-            out.append(s)
-        return out
-    return run_inside(fd, bind)
+            reachable.append(address)
+    return reachable
 
 
-def interfaces(fd: int) -> list[str]:
-    """The names of the interfaces in the namespace `fd`."""
-    return run_inside(fd, lambda: sorted(name for _, name in socket.if_nameindex()))
+def self_test(proxy_port: int, api_port: int, proxy_auth: str | None,
+              probe_proxy: bool) -> list[str]:
+    """What passed; SelfTestFailed naming what did not."""
+    names = interfaces()
+    if names != ["lo"]:
+        raise SelfTestFailed(f"the agent's network has interfaces {names}, not only lo")
+    routes = routes_outside()
+    if routes:
+        raise SelfTestFailed(f"the agent's network has a route to {', '.join(routes)}")
+    passed = ["only loopback, no route out"]
+    try:
+        with socket.create_connection(("127.0.0.1", api_port), timeout=TIMEOUT) as s:
+            # A request the API refuses as malformed: it answers, and records nothing.
+            s.sendall(json.dumps({"selftest": True}).encode() + b"\n")
+            reply = _read_until(s, b"\n")
+    except OSError as e:
+        raise SelfTestFailed(f"the decision API does not answer: {e.strerror or e}") from None
+    if b'"error"' not in reply:
+        raise SelfTestFailed(f"the decision API gave an unexpected reply: {reply[:200]!r}")
+    passed.append("decision API answers")
+    if not probe_proxy:
+        return passed
+    lines = [f"GET http://{PROBE_HOST}/ HTTP/1.1", f"Host: {PROBE_HOST}", "Connection: close"]
+    if proxy_auth:
+        lines.append(f"Proxy-Authorization: Basic {proxy_auth}")
+    try:
+        with socket.create_connection(("127.0.0.1", proxy_port), timeout=TIMEOUT) as s:
+            s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            head = _read_until(s, b"\r\n\r\n")
+    except OSError as e:
+        raise SelfTestFailed(f"the proxy does not answer: {e.strerror or e}") from None
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parts = status_line.split(" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if status != 403 or headers.get("x-gateway-verdict") != "DENY":
+        raise SelfTestFailed(f"the proxy answered {status or 'nothing'} for a denied host, "
+                             "not the gateway's 403")
+    passed.append("proxy answers and refuses a denied host")
+    return passed
 
 
-def routes_outside(fd: int) -> list[str]:
-    """Each probe address the namespace `fd` has a route to (none is right): the kernel
-    is asked by connecting a UDP socket, which sends nothing."""
-    def probe() -> list[str]:
-        reachable = []
-        for address, family in PROBE_ADDRESSES:
-            try:
-                s = socket.socket(family, socket.SOCK_DGRAM)
-            except OSError:
-                continue  # no IPv6 in this kernel: nothing to route either
-            with s:
-                try:
-                    s.connect((address, 53))
-                except OSError as e:
-                    if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL,
-                                   errno.EAFNOSUPPORT):
-                        continue
-                    raise
-                reachable.append(address)
-        return reachable
-    return run_inside(fd, probe)
+def _read_until(s: socket.socket, end: bytes) -> bytes:
+    data = b""
+    while end not in data and len(data) < 65536:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import sys
 import tempfile
@@ -27,15 +28,15 @@ from urllib.parse import quote
 from gateway.agents import add_agent
 from gateway.audit.recovery import read_tail
 from gateway.daemon.state import default_state_dir, environment_lines, loop_factory
+from gateway.engine import Verdict, decide, make_request
 from gateway.errors import GatewayError
 from gateway.fs.overlay import create_workspace
-from gateway.fs.plan import MountPlan, plan_mounts
+from gateway.fs.plan import DEFAULT_OVERLAY_DIR, MountPlan, plan_mounts
 from gateway.fs.tree import LocalTree
 from gateway.policy.compiled import CompiledPolicy, load_policy
-from gateway.sandbox import netns
+from gateway.sandbox.netns import PROBE_HOST
 from gateway.sandbox.relay import Relay, Target
 from gateway.sandbox.rootfs import HOSTS, RootSpec, base_entries, root_script, shells_to_cover
-from gateway.sandbox.selftest import SelfTest
 from gateway.sandbox.stage import FORWARDED, FROM_TERMINAL, StageSpec
 from gateway.sandbox.upstream import EmbeddedGateway, Endpoints, running_gateway
 from gateway.shim.install import check_shims, install_shims
@@ -63,7 +64,7 @@ class RunConfig:
     simulate: bool = False
     audit_log: Path | None = None
     audit_key_file: Path | None = None
-    overlay_dir: str = "/var/lib/gateway/overlay"
+    overlay_dir: str | None = None  # /var/lib/gateway/overlay; without root, STATE_DIR/overlay
     user: tuple[int, int] | None = None
     max_entries: int = 100_000
     hosts_file: Path | None = None
@@ -102,9 +103,9 @@ class ConfinedRun:
 
     def _run(self) -> RunResult:
         config = self.config
-        if os.geteuid() != 0:
-            raise GatewayError("gateway run needs root: it makes network, mount and PID "
-                               "namespaces and mounts the policy's plan (see docs/run.md)")
+        userns = os.geteuid() != 0
+        if userns and config.user is not None:
+            raise GatewayError("--user needs root: without it the agent runs as you")
         workdir = os.path.abspath(config.workspace or os.getcwd())
         if not os.path.isdir(workdir):
             raise GatewayError(f"--workspace {workdir}: not a directory")
@@ -118,7 +119,9 @@ class ConfinedRun:
             if own:
                 raise GatewayError(f"{', '.join(own)}: for the run's own gateway only; the "
                                    "running gateway keeps its own settings")
-        plan = self._plan(policy)
+        overlay_dir = config.overlay_dir or (str(default_state_dir() / "overlay") if userns
+                                             else DEFAULT_OVERLAY_DIR)
+        plan = self._plan(policy, overlay_dir)
         run_dir = self._run_dir()
         agent_dir, private = run_dir / "agent", run_dir / "private"
         watched = self._writable(plan)
@@ -129,17 +132,16 @@ class ConfinedRun:
             self._check_log_hidden(plan, log, Path(key) if key else Path(f"{log}.key"))
             agents = private / "agents.yaml"
             token = add_agent(agents, config.agent)
-            probe_token: str | None = add_agent(agents, SELFTEST_AGENT)
+            probe = f"{SELFTEST_AGENT}:{add_agent(agents, SELFTEST_AGENT)}"
             gateway = EmbeddedGateway(private, self._gateway_args(log, agents, project_dir,
                                                                    watched))
             self._cleanups.append(gateway.stop)
             gateway.launch()  # it starts while the shim is built
-            probe_agent = SELFTEST_AGENT
         else:
             running = running_gateway(config.gateway)
             self._check_log_hidden(plan, running.audit_log)
             token = config.token or config.environ.get("GATEWAY_TOKEN") or ""
-            probe_agent, probe_token = "", None
+            probe = ""
             if watched:
                 self.notes.append("writes are recorded only if the running gateway watches "
                                   "the writable mounts (gateway up --watch)")
@@ -166,29 +168,41 @@ class ConfinedRun:
         (private / "root").mkdir()
 
         env = self._environment(shim_dir, bundle, gateway_ca, token)
-        uid, gid = config.user or _owner(workdir)
-        net = netns.new_namespace()
-        self._cleanups.append(lambda: os.close(net))
-        spec = StageSpec(netns_fd=net, script=str(private / "root.sh"),
-                         root=str(private / "root"), workdir=workdir,
-                         argv=list(config.argv), env=env, uid=uid, gid=gid,
+        uid, gid = (0, 0) if userns else config.user or _owner(workdir)
+        control, stage_end = socket.socketpair()
+        self._cleanups += [control.close, stage_end.close]
+        spec = StageSpec(control_fd=stage_end.fileno(), proxy_port=PROXY_PORT, api_port=API_PORT,
+                         probe_credentials=self._probe(policy, probe), userns=userns,
+                         script=str(private / "root.sh"), root=str(private / "root"),
+                         workdir=workdir, argv=list(config.argv), env=env, uid=uid, gid=gid,
                          path=AGENT_PATH, real_shells=real_shells)
         spec_file = private / "stage.json"
         spec_file.write_text(json.dumps(_fields(spec)))
         for note in self.notes + list(plan.notes):
             print(f"gateway run: note: {note}", file=self.err)
-        selftest = SelfTest(net, PROXY_PORT, API_PORT, probe_agent, probe_token,
-                            policy, config.simulate)
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            code = runner.run(self._serve(net, endpoints, selftest, spec_file))
+            code = runner.run(self._serve(control, stage_end, endpoints, spec_file))
         if config.gateway is None:
             gateway.stop()
         return RunResult(exit_code=code, audit_log=endpoints.audit_log, since_seq=since,
                          agent=config.agent, notes=self.notes, watched=bool(watched))
 
-    def _plan(self, policy: CompiledPolicy) -> MountPlan:
+    def _probe(self, policy: CompiledPolicy, credentials: str) -> str | None:
+        """The self-test's proxy probe's credentials, or None to skip the probe: in
+        simulate mode nothing would be refused. A policy that allows the probe's address
+        cannot pass the self-test."""
+        if self.config.simulate:
+            return None
+        request = make_request("network", f"http://{PROBE_HOST}/",
+                               agent=credentials.partition(":")[0] or None)
+        if decide(policy, request).verdict is not Verdict.DENY:
+            raise GatewayError(f"the self-test failed: the policy allows {PROBE_HOST}, its "
+                               "denied host (a documentation address); remove that rule")
+        return credentials
+
+    def _plan(self, policy: CompiledPolicy, overlay_dir: str) -> MountPlan:
         try:
-            plan = plan_mounts(policy, LocalTree(), overlay_dir=self.config.overlay_dir,
+            plan = plan_mounts(policy, LocalTree(), overlay_dir=overlay_dir,
                                max_entries=self.config.max_entries, agent=self.config.agent)
         except ValueError as e:
             raise GatewayError(str(e)) from None
@@ -282,37 +296,50 @@ class ConfinedRun:
 
     # -- the run ------------------------------------------------------------------------
 
-    async def _serve(self, net: int, endpoints: Endpoints, selftest: SelfTest,
-                     spec_file: Path) -> int:
+    async def _serve(self, control: socket.socket, stage_end: socket.socket,
+                     endpoints: Endpoints, spec_file: Path) -> int:
+        """Start the stage, serve the listeners it hands over, and wait for it."""
         loop = asyncio.get_running_loop()
-        relays = [Relay(netns.listen(net, PROXY_PORT),
-                        Target(host=endpoints.proxy_host, port=endpoints.proxy_port)),
-                  Relay(netns.listen(net, API_PORT), Target.parse(endpoints.api))]
-        for relay in relays:
-            await relay.start()
+        stage: list[asyncio.subprocess.Process] = []
+        for sig in FORWARDED:
+            loop.add_signal_handler(sig, _forward, stage, sig)
+        for sig in FROM_TERMINAL:
+            loop.add_signal_handler(sig, lambda: None)
+        relays: list[Relay] = []
         try:
-            await selftest.run()
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.sandbox.stage", str(spec_file),
-                pass_fds=(net,))
-            for sig in FORWARDED:
-                loop.add_signal_handler(sig, _forward, process, sig)
-            for sig in FROM_TERMINAL:
-                loop.add_signal_handler(sig, lambda: None)
-            try:
-                code = await process.wait()
-            finally:
-                for sig in (*FORWARDED, *FROM_TERMINAL):
-                    loop.remove_signal_handler(sig)
+                pass_fds=(stage_end.fileno(),))
+            stage.append(process)
+            stage_end.close()
+            message, fds, _, _ = await loop.run_in_executor(None, socket.recv_fds, control,
+                                                            1024, 8)
+            if message:
+                counts = json.loads(message)
+                listeners = [socket.socket(fileno=fd) for fd in fds]
+                for listener in listeners:
+                    listener.setblocking(False)
+                split = counts["proxy"]
+                relays = [Relay(listeners[:split], Target(host=endpoints.proxy_host,
+                                                          port=endpoints.proxy_port)),
+                          Relay(listeners[split:], Target.parse(endpoints.api))]
+                for relay in relays:
+                    await relay.start()
+                control.sendall(b"g")
+            code = await process.wait()  # without a message the stage said why it stopped
             return code if code >= 0 else 128 - code
         finally:
+            for sig in (*FORWARDED, *FROM_TERMINAL):
+                loop.remove_signal_handler(sig)
             for relay in relays:
                 await relay.close()
 
 
-def _forward(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(sig)
+def _forward(stage: list[asyncio.subprocess.Process], sig: signal.Signals) -> None:
+    """Pass `sig` to the stage once it runs (it passes it on to the agent)."""
+    for process in stage:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
 
 
 def _fields(spec: StageSpec) -> dict[str, object]:

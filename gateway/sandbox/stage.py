@@ -1,7 +1,8 @@
 """The process between `gateway run` and the agent (`python -m gateway.sandbox.stage
-SPEC`): it enters the agent's network namespace, makes new mount, PID, IPC and UTS
-namespaces, builds the root, and forks the namespace's init, which enters the root and
-starts the agent with no capabilities.
+SPEC`): it makes the agent's namespaces (network, mount, IPC, UTS, PID; without root,
+a user namespace first), hands the listeners inside the network to `gateway run` for
+its relays, runs the self-test, builds the root, and forks the namespace's init, which
+enters the root and starts the agent with no capabilities.
 
 Kept to the standard library and `gateway.sandbox.linux`: it starts once per run, and
 nothing the agent can reach is loaded into it. Exit status: the agent's (128+N for a
@@ -11,21 +12,25 @@ be run, as `env` and `docker run` do.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.sandbox import netns
 from gateway.sandbox.linux import (
     CLONE_NEWIPC,
     CLONE_NEWNET,
     CLONE_NEWNS,
     CLONE_NEWPID,
+    CLONE_NEWUSER,
     CLONE_NEWUTS,
     MS_BIND,
     MS_NODEV,
@@ -37,7 +42,6 @@ from gateway.sandbox.linux import (
     drop_privileges,
     last_capability,
     mount,
-    setns,
     unshare,
 )
 
@@ -56,9 +60,14 @@ HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True, slots=True)
 class StageSpec:
-    """What the stage needs, written by `gateway run` to a file only root can read."""
+    """What the stage needs, written by `gateway run` to a file only its owner can read.
+    `control_fd` is the stage's end of a socket pair with `gateway run`."""
 
-    netns_fd: int
+    control_fd: int
+    proxy_port: int
+    api_port: int
+    probe_credentials: str | None  # NAME:TOKEN for the proxy probe; None: no probe
+    userns: bool  # no root: a user namespace maps the caller to root inside
     script: str
     root: str
     workdir: str
@@ -79,16 +88,34 @@ def main(argv: list[str]) -> int:
     spec = StageSpec.read(argv[1])
     for sig in FROM_TERMINAL:
         signal.signal(sig, signal.SIG_IGN)
+    control = socket.socket(fileno=spec.control_fd)
     try:
-        setns(spec.netns_fd, CLONE_NEWNET)
-        os.close(spec.netns_fd)
-        unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
+        if spec.userns:
+            _own_user_namespace()
+        unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
+        netns.loopback_up()
+        proxy, api = netns.listen(spec.proxy_port), netns.listen(spec.api_port)
+        socket.send_fds(control, [json.dumps({"proxy": len(proxy), "api": len(api)}).encode()],
+                        [s.fileno() for s in proxy + api])
+        for listener in proxy + api:
+            listener.close()  # gateway run holds them now
+        if control.recv(1) != b"g":
+            return _fail("gateway run stopped before the relays started")
+    except OSError as e:
+        return _fail(f"cannot make the agent's namespaces: {e.strerror or e}")
+    auth = base64.b64encode(spec.probe_credentials.encode()).decode() \
+        if spec.probe_credentials else None
+    try:
+        netns.self_test(spec.proxy_port, spec.api_port, auth, spec.probe_credentials is not None)
+    except netns.SelfTestFailed as e:
+        return _fail(f"the self-test failed: {e}")
+    control.close()
+    try:
         built = subprocess.run(["/bin/sh", spec.script], env={"ROOT": spec.root, "PATH": HOST_PATH},
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, check=False)
         if built.returncode != 0:
-            last = (built.stderr.strip().splitlines() or ["(no message)"])[-1]
-            return _fail(f"cannot build the agent's root: {last}")
+            return _fail(f"cannot build the agent's root: {_reason(built.stderr)}")
         # Only now: the first child after this is the namespace's init.
         unshare(CLONE_NEWPID)
     except OSError as e:
@@ -98,6 +125,17 @@ def main(argv: list[str]) -> int:
         os._exit(_init(spec))
     _forward_signals(init)
     return _exit_code(_wait_for(init))
+
+
+def _own_user_namespace() -> None:
+    """A user namespace in which the caller is root (its own uid and gid, nothing else:
+    what an unprivileged process may map)."""
+    uid, gid = os.getuid(), os.getgid()
+    unshare(CLONE_NEWUSER)
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"),
+                       ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
 
 
 def _init(spec: StageSpec) -> int:
@@ -114,7 +152,7 @@ def _init(spec: StageSpec) -> int:
     if agent == 0:
         os._exit(_exec_agent(spec, last_cap))
     try:
-        drop_privileges(last_cap)
+        drop_privileges(last_cap, groups=not spec.userns)
     except OSError as e:
         os.kill(agent, signal.SIGKILL)
         return _fail(f"cannot drop privileges: {e.strerror or e}")
@@ -126,7 +164,7 @@ def _exec_agent(spec: StageSpec, last_cap: int) -> int:
     for sig in (*FORWARDED, *FROM_TERMINAL):
         signal.signal(sig, signal.SIG_DFL)
     try:
-        drop_privileges(last_cap, spec.uid, spec.gid)
+        drop_privileges(last_cap, spec.uid, spec.gid, groups=not spec.userns)
     except OSError as e:
         return _fail(f"cannot drop privileges: {e.strerror or e}")
     os.closerange(3, 65536)
@@ -194,6 +232,13 @@ def _wait_for(child: int) -> int:
 def _exit_code(status: int) -> int:
     code = os.waitstatus_to_exitcode(status)
     return code if code >= 0 else 128 - code
+
+
+def _reason(stderr: str) -> str:
+    """The line that says what failed (mount(8) adds a hint about dmesg after it)."""
+    lines = [line.strip() for line in stderr.splitlines()
+             if line.strip() and "dmesg(1)" not in line]
+    return lines[-1] if lines else "(no message)"
 
 
 def _fail(message: str) -> int:

@@ -7,12 +7,15 @@ Every test runs `gateway run` as a user would, in a subprocess, as root.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -322,16 +325,82 @@ def test_bad_input_is_one_line_and_runs_nothing(tmp_path: Path, options: tuple[s
     assert "Traceback" not in result.stderr
 
 
-def test_without_root_it_refuses(tmp_path: Path) -> None:
-    """Run without root (here: in a user namespace of its own, where it is nobody), gateway
-    run says it needs root and exits 125."""
-    project, env = _project(tmp_path)
-    argv = ["unshare", "--user", sys.executable, "-m", "gateway", "run", "--policy", str(AUTOGEN), "--workspace",
-            str(project), "--", "true"]
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60,
-                            check=False, cwd="/")
-    assert result.returncode == 125, result.stderr
-    assert "gateway run needs root" in result.stderr
+def _as_nobody(base: Path, argv: list[str]) -> list[str]:
+    """`argv` (python arguments) run by this interpreter as nobody (65534). The
+    interpreter and this checkout may sit where nobody cannot look (under /root): a
+    private mount namespace shows them at paths inside `base`."""
+    prefix = Path(sys.prefix)
+    view, repo = base / "python", base / "repo"
+    view.mkdir(exist_ok=True)
+    repo.mkdir(exist_ok=True)
+    python = view / Path(sys.executable).relative_to(prefix)
+    script = (f"mount --bind {prefix} {view} && mount --bind {ROOT} {repo} && exec setpriv "
+              f"--reuid 65534 --regid 65534 --clear-groups env LD_LIBRARY_PATH={view}/lib "
+              f'PYTHONPATH={repo} {python} "$@"')
+    return ["unshare", "--mount", "sh", "-c", script, "sh", *argv]
+
+
+UNPRIVILEGED_PROBE = r"""
+import json, os, socket, subprocess, sys, urllib.request
+out = {"uid_map": open("/proc/self/uid_map").read().split(), "uid": os.getuid()}
+out["CapBnd"] = open("/proc/self/status").read().split("CapBnd:")[1].split()[0]
+open("workspace/notes.txt", "w").write("x")
+out["pip"] = subprocess.run("pip install x", shell=True, capture_output=True).returncode
+with urllib.request.urlopen(f"http://localhost:{sys.argv[1]}/api", timeout=10) as r:
+    out["api"] = r.status
+try:
+    socket.create_connection(("192.0.2.1", 80), timeout=3)
+    out["raw"] = "connected"
+except OSError as e:
+    out["raw"] = e.errno
+print(json.dumps(out))
+"""
+
+
+def test_without_root_a_user_namespace_confines_the_agent() -> None:
+    """Run by an unprivileged user (nobody), gateway run makes a user namespace in which
+    that user is root: the agent has no capability, no network but the relays, the
+    shim and the watcher work, and the log (the user's) verifies. --user needs root."""
+    base = Path(tempfile.mkdtemp(prefix="gateway-run-unprivileged-", dir="/tmp"))
+    try:
+        os.chmod(base, 0o755)
+        project = base / "project"
+        for d in ("workspace", "data", "output"):
+            (project / d).mkdir(parents=True)
+        (project / "data" / "probe.py").write_text(UNPRIVILEGED_PROBE)
+        (base / "policy.yaml").write_text(AUTOGEN.read_text())
+        state = base / "state"
+        state.mkdir()
+        for path in (project, *project.iterdir(), project / "data" / "probe.py", state):
+            os.chown(path, 65534, 65534)
+        env = {**os.environ, "HOME": str(base), "GATEWAY_STATE_DIR": str(state)}
+        run = ["-m", "gateway", "run", "--policy", str(base / "policy.yaml"), "--workspace",
+               str(project), "--agent", "solo"]
+        with HttpUpstream() as api:
+            result = subprocess.run(_as_nobody(base, [*run, "--", "python3", "data/probe.py",
+                                                      str(api.address[1])]),
+                                    capture_output=True, text=True, env=env, timeout=180,
+                                    check=False)
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout.strip().splitlines()[-1])
+        assert out["uid_map"] == ["0", "65534", "1"] and out["uid"] == 0
+        assert int(out["CapBnd"], 16) == 0
+        assert out["pip"] == 126
+        assert out["api"] == 200
+        assert out["raw"] == errno.ENETUNREACH
+        log = state / "audit.jsonl"
+        got = sorted((e["source"], e["verdict"]) for e in decisions(log, "solo"))
+        assert got == [("fs", "ALLOW"), ("proxy", "ALLOW"), ("shim", "DENY")]
+        verify = subprocess.run([sys.executable, "-m", "gateway", "audit", "verify", str(log)],
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        refused = subprocess.run(_as_nobody(base, [*run, "--user", "0", "--", "true"]),
+                                 capture_output=True, text=True, env=env, timeout=60,
+                                 check=False)
+        assert refused.returncode == 125
+        assert "--user needs root" in refused.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_running_gateway_can_serve_the_run(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The parts of `gateway run` that can be tried one at a time: the agent's network
-namespace and its relays, the root script, the summary."""
+namespace, the relays, the root script, the summary."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -14,7 +15,6 @@ import pytest
 
 from gateway.fs.plan import MountPlan
 from gateway.policy.compiled import compile_policy_text
-from gateway.sandbox import netns
 from gateway.sandbox.relay import Relay, Target
 from gateway.sandbox.rootfs import RootSpec, base_entries, root_script, shells_to_cover
 from gateway.sandbox.summary import summarise_run
@@ -30,53 +30,53 @@ rules:
 
 
 @needs_root
-def test_a_new_namespace_has_only_loopback_and_no_route_out() -> None:
-    """The agent's namespace: lo alone, up, and no route to any outside address."""
-    fd = netns.new_namespace()
-    try:
-        assert netns.interfaces(fd) == ["lo"]
-        assert netns.routes_outside(fd) == []
-    finally:
-        os.close(fd)
+def test_a_new_network_namespace_has_only_loopback_and_no_route_out() -> None:
+    """What the stage sees after unsharing the network: lo alone, up, no route to any
+    outside address; the listeners bind there."""
+    code = ("from gateway.sandbox import netns\n"
+            "netns.loopback_up()\n"
+            "listeners = netns.listen(18080)\n"
+            "print(netns.interfaces(), netns.routes_outside(), len(listeners))\n")
+    result = subprocess.run(["unshare", "--net", sys.executable, "-c", code],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split("] ")[0] + "]" == "['lo']"
+    assert result.stdout.strip().endswith("[] 2") or result.stdout.strip().endswith("[] 1")
 
 
-@needs_root
-def test_a_relay_joins_a_listener_inside_to_a_server_outside() -> None:
-    """A listener made inside the namespace, served from outside, reaches a loopback
-    server of this namespace; the namespace's own loopback does not."""
+def test_a_relay_joins_its_listeners_to_the_target() -> None:
+    """Bytes pass both ways and the half-close is passed on; a target that refuses
+    closes the client's connection and is counted."""
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
 
     def echo_once() -> None:
         conn, _ = server.accept()
         with conn:
-            conn.sendall(conn.recv(100).upper())
+            data = b""
+            while chunk := conn.recv(100):
+                data += chunk
+            conn.sendall(data.upper())
     threading.Thread(target=echo_once, daemon=True).start()
-    fd = netns.new_namespace()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    relay_port = listener.getsockname()[1]
 
-    def client() -> tuple[bytes, str]:
-        with socket.create_connection(("127.0.0.1", 18080), timeout=5) as s:
+    def client() -> bytes:
+        with socket.create_connection(("127.0.0.1", relay_port), timeout=5) as s:
             s.sendall(b"hello")
-            reply = s.recv(100)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-            direct = "connected"
-        except OSError:
-            direct = "refused"
-        return reply, direct
+            s.shutdown(socket.SHUT_WR)
+            return s.recv(100)
 
-    async def main() -> tuple[bytes, str]:
-        relay = Relay(netns.listen(fd, 18080), Target(host="127.0.0.1", port=port))
+    async def main() -> bytes:
+        relay = Relay([listener], Target(host="127.0.0.1", port=port))
         await relay.start()
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                None, netns.run_inside, fd, client)
+            return await asyncio.get_running_loop().run_in_executor(None, client)
         finally:
             await relay.close()
     try:
-        assert asyncio.run(main()) == (b"HELLO", "refused")
+        assert asyncio.run(main()) == b"HELLO"
     finally:
-        os.close(fd)
         server.close()
 
 
@@ -125,7 +125,7 @@ def test_the_root_script_is_valid_sh_with_the_shim_after_the_plan(tmp_path: Path
     subprocess.run(["sh", "-n", str(tmp_path / "root.sh")], check=True)
     base = text.index("mount --bind /usr ")
     shim = text.index("mount --bind /run/gateway-run-x/agent/shim/s \"$ROOT\"/usr/bin/dash")
-    assert base < shim < text.index('mount -o remount,ro,nosuid,nodev "$ROOT"')
+    assert base < shim < text.index('mount -o remount,bind,ro,nosuid,nodev "$ROOT"\n')
     assert 'mount --bind /etc/hosts' not in text  # the run's own hosts file, not the host's
 
 
