@@ -25,7 +25,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 # A compiler and Python only where the image lacks them; this stage is thrown away.
 RUN set -eu; need=""; \
     command -v gcc >/dev/null || need="$need gcc libc6-dev"; \
-    command -v python3 >/dev/null || need="$need python3 python3-venv"; \
+    python3 -c 'import ensurepip' 2>/dev/null || need="$need python3 python3-venv"; \
     if [ -n "$need" ]; then \
         apt-get update && apt-get install -y --no-install-recommends $need \
         && rm -rf /var/lib/apt/lists/*; \

@@ -22,8 +22,9 @@ public=${GATEWAY_CA_PUBLIC_DIR:?GATEWAY_CA_PUBLIC_DIR must name the directory ag
 system_bundle=${GATEWAY_SYSTEM_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
 # gateway.json is written once the proxy listens, after ca-cert.pem; one left by a
-# gateway that did not stop cleanly must not pass for this one.
-rm -f "$state/gateway.json" "$public/ca-cert.pem" "$public/ca-bundle.pem"
+# gateway that did not stop cleanly must not pass for this one. The published copies
+# stay in place until they are replaced, so running agents never miss them.
+rm -f "$state/gateway.json"
 
 gateway "$@" &
 pid=$!
