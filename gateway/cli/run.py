@@ -111,6 +111,6 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_SANDBOX
     if not args.no_summary:
         summary = summarise_run(result.audit_log, result.since_seq, result.agent,
-                                result.exit_code)
+                                result.exit_code, result.notes)
         print(summary.render(), file=sys.stderr)
     return result.exit_code

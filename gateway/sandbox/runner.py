@@ -75,12 +75,13 @@ class RunConfig:
 
 @dataclass(slots=True)
 class RunResult:
+    """What the summary needs: the log and the seq the run started after."""
+
     exit_code: int
     audit_log: Path | None
     since_seq: int
     agent: str
     notes: list[str]
-    watched: bool
 
 
 class ConfinedRun:
@@ -104,54 +105,23 @@ class ConfinedRun:
     def _run(self) -> RunResult:
         config = self.config
         userns = os.geteuid() != 0
-        if userns and config.user is not None:
-            raise GatewayError("--user needs root: without it the agent runs as you")
-        workdir = os.path.abspath(config.workspace or os.getcwd())
-        if not os.path.isdir(workdir):
-            raise GatewayError(f"--workspace {workdir}: not a directory")
-        project_dir = config.project_dir or workdir
+        workdir, project_dir = self._check_options(userns)
         policy = load_policy(config.policy, project_dir=project_dir)
-        if config.gateway is not None:
-            own = [flag for flag, value in (
-                ("--simulate", config.simulate), ("--audit-log", config.audit_log),
-                ("--audit-key-file", config.audit_key_file), ("--hosts-file", config.hosts_file),
-                ("--upstream-ca", config.upstream_ca)) if value]
-            if own:
-                raise GatewayError(f"{', '.join(own)}: for the run's own gateway only; the "
-                                   "running gateway keeps its own settings")
+        probe = self._probe(policy)
         overlay_dir = config.overlay_dir or (str(default_state_dir() / "overlay") if userns
                                              else DEFAULT_OVERLAY_DIR)
         plan = self._plan(policy, overlay_dir)
         run_dir = self._run_dir()
         agent_dir, private = run_dir / "agent", run_dir / "private"
-        watched = self._writable(plan)
 
-        if config.gateway is None:
-            log = config.audit_log or default_state_dir() / "audit.jsonl"
-            key = config.audit_key_file or config.environ.get("GATEWAY_AUDIT_KEY_FILE")
-            self._check_log_hidden(plan, log, Path(key) if key else Path(f"{log}.key"))
-            agents = private / "agents.yaml"
-            token = add_agent(agents, config.agent)
-            probe = f"{SELFTEST_AGENT}:{add_agent(agents, SELFTEST_AGENT)}"
-            gateway = EmbeddedGateway(private, self._gateway_args(log, agents, project_dir,
-                                                                   watched))
-            self._cleanups.append(gateway.stop)
-            gateway.launch()  # it starts while the shim is built
-        else:
-            running = running_gateway(config.gateway)
-            self._check_log_hidden(plan, running.audit_log)
-            token = config.token or config.environ.get("GATEWAY_TOKEN") or ""
-            probe = ""
-            if watched:
-                self.notes.append("writes are recorded only if the running gateway watches "
-                                  "the writable mounts (gateway up --watch)")
+        ready, token, probe_agent = self._gateway(plan, private, project_dir)
         shim_dir = agent_dir / "shim"
         installed = install_shims(shim_dir, api=f"tcp:127.0.0.1:{API_PORT}", policy=policy,
                                   real_dir=agent_dir / "real", path=AGENT_PATH).installed
         report = check_shims(shim_dir)
         if report.problems:
             raise GatewayError("the shim failed its check: " + "; ".join(report.problems))
-        endpoints = gateway.ready() if config.gateway is None else running
+        endpoints = ready()
         since = _last_seq(endpoints.audit_log)
         bundle, gateway_ca = _ca_files(agent_dir / "ca", endpoints.ca_cert)
         (agent_dir / "hosts").write_text(HOSTS)
@@ -163,42 +133,86 @@ class ConfinedRun:
         base = base_entries(policy, spec_root.base, config.agent, self.notes)
         shells = shells_to_cover()
         (private / "root.sh").write_text(root_script(plan, spec_root, base, shells))
-        real_shells = {shell: installed[os.path.basename(shell)] for shell in shells
-                       if os.path.basename(shell) in installed}
         (private / "root").mkdir()
-
-        env = self._environment(shim_dir, bundle, gateway_ca, token)
         uid, gid = (0, 0) if userns else config.user or _owner(workdir)
         control, stage_end = socket.socketpair()
         self._cleanups += [control.close, stage_end.close]
-        spec = StageSpec(control_fd=stage_end.fileno(), proxy_port=PROXY_PORT, api_port=API_PORT,
-                         probe_credentials=self._probe(policy, probe), userns=userns,
-                         script=str(private / "root.sh"), root=str(private / "root"),
-                         workdir=workdir, argv=list(config.argv), env=env, uid=uid, gid=gid,
-                         path=AGENT_PATH, real_shells=real_shells)
+        spec = StageSpec(
+            control_fd=stage_end.fileno(), proxy_port=PROXY_PORT, api_port=API_PORT,
+            probe_credentials=None if probe is None else probe_agent, userns=userns,
+            script=str(private / "root.sh"), root=str(private / "root"), workdir=workdir,
+            argv=list(config.argv), env=self._environment(shim_dir, bundle, gateway_ca, token),
+            uid=uid, gid=gid, path=AGENT_PATH,
+            real_shells={shell: installed[os.path.basename(shell)] for shell in shells
+                         if os.path.basename(shell) in installed})
         spec_file = private / "stage.json"
         spec_file.write_text(json.dumps(_fields(spec)))
         for note in self.notes + list(plan.notes):
             print(f"gateway run: note: {note}", file=self.err)
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             code = runner.run(self._serve(control, stage_end, endpoints, spec_file))
-        if config.gateway is None:
-            gateway.stop()
+        for cleanup in reversed(self._cleanups):  # the gateway stops: the log is complete
+            cleanup()
+        self._cleanups.clear()
         return RunResult(exit_code=code, audit_log=endpoints.audit_log, since_seq=since,
-                         agent=config.agent, notes=self.notes, watched=bool(watched))
+                         agent=config.agent, notes=self.notes)
 
-    def _probe(self, policy: CompiledPolicy, credentials: str) -> str | None:
-        """The self-test's proxy probe's credentials, or None to skip the probe: in
-        simulate mode nothing would be refused. A policy that allows the probe's address
-        cannot pass the self-test."""
+    def _check_options(self, userns: bool) -> tuple[str, str]:
+        """The working directory and ${PROJECT_DIR}; GatewayError for options that
+        cannot go together."""
+        config = self.config
+        if userns and config.user is not None:
+            raise GatewayError("--user needs root: without it the agent runs as you")
+        if config.gateway is not None:
+            own = [flag for flag, value in (
+                ("--simulate", config.simulate), ("--audit-log", config.audit_log),
+                ("--audit-key-file", config.audit_key_file), ("--hosts-file", config.hosts_file),
+                ("--upstream-ca", config.upstream_ca)) if value]
+            if own:
+                raise GatewayError(f"{', '.join(own)}: for the run's own gateway only; the "
+                                   "running gateway keeps its own settings")
+        workdir = os.path.abspath(config.workspace or os.getcwd())
+        if not os.path.isdir(workdir):
+            raise GatewayError(f"--workspace {workdir}: not a directory")
+        return workdir, config.project_dir or workdir
+
+    def _gateway(self, plan: MountPlan, private: Path,
+                 project_dir: str) -> tuple[Callable[[], Endpoints], str, str]:
+        """Start the run's gateway (or find the running one): a call that waits until it
+        listens, the agent's token, and the self-test's NAME:TOKEN (empty: anonymous)."""
+        config = self.config
+        watched = self._writable(plan)
+        if config.gateway is not None:
+            running = running_gateway(config.gateway)
+            self._check_log_hidden(plan, running.audit_log)
+            if watched:
+                self.notes.append("writes are recorded only if the running gateway watches "
+                                  "the writable mounts (gateway up --watch)")
+            return (lambda: running), config.token or config.environ.get("GATEWAY_TOKEN", ""), ""
+        log = config.audit_log or default_state_dir() / "audit.jsonl"
+        key = config.audit_key_file or config.environ.get("GATEWAY_AUDIT_KEY_FILE")
+        self._check_log_hidden(plan, log, Path(key) if key else Path(f"{log}.key"))
+        agents = private / "agents.yaml"
+        token = add_agent(agents, config.agent)
+        probe = f"{SELFTEST_AGENT}:{add_agent(agents, SELFTEST_AGENT)}"
+        gateway = EmbeddedGateway(private, self._gateway_args(log, agents, project_dir, watched))
+        self._cleanups.append(gateway.stop)
+        gateway.launch()  # it starts while the shim is built
+        return gateway.ready, token, probe
+
+    def _probe(self, policy: CompiledPolicy) -> bool | None:
+        """Whether the self-test probes the proxy (None: not in simulate mode, where
+        nothing would be refused). A policy that allows the probe's address cannot pass
+        the self-test."""
         if self.config.simulate:
             return None
-        request = make_request("network", f"http://{PROBE_HOST}/",
-                               agent=credentials.partition(":")[0] or None)
-        if decide(policy, request).verdict is not Verdict.DENY:
-            raise GatewayError(f"the self-test failed: the policy allows {PROBE_HOST}, its "
-                               "denied host (a documentation address); remove that rule")
-        return credentials
+        for agent in (SELFTEST_AGENT, None):
+            request = make_request("network", f"http://{PROBE_HOST}/", agent=agent)
+            if decide(policy, request).verdict is not Verdict.DENY:
+                raise GatewayError(f"the self-test failed: the policy allows {PROBE_HOST}, "
+                                   "its denied host (a documentation address); remove that "
+                                   "rule")
+        return True
 
     def _plan(self, policy: CompiledPolicy, overlay_dir: str) -> MountPlan:
         try:
