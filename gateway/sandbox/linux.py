@@ -23,6 +23,7 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 
+_PR_SET_DUMPABLE = 4
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
@@ -47,6 +48,13 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str = 
     _check(_libc.mount(source.encode(), target.encode(),
                        fstype.encode() if fstype else None, ctypes.c_ulong(flags),
                        data.encode() if data else None), f"mount {target}")
+
+
+def not_dumpable() -> None:
+    """Keep processes of the same user from reading this one's memory, environment or
+    file descriptors through /proc or ptrace (reset by execve: the agent's own
+    programs are not affected)."""
+    _check(_libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0), "set not dumpable")
 
 
 class _CapHeader(ctypes.Structure):

@@ -323,7 +323,7 @@ class ConfinedRun:
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.sandbox.stage", str(spec_file),
-                pass_fds=(stage_end.fileno(),))
+                pass_fds=(stage_end.fileno(),), env=_stage_environment())
             stage.append(process)
             stage_end.close()
             message, fds, _, _ = await loop.run_in_executor(None, socket.recv_fds, control,
@@ -354,6 +354,13 @@ def _forward(stage: list[asyncio.subprocess.Process], sig: signal.Signals) -> No
     for process in stage:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(sig)
+
+
+def _stage_environment() -> dict[str, str]:
+    """Only what the stage's interpreter needs to start: the caller's other variables
+    (an audit key among them, perhaps) stay out of the processes beside the agent."""
+    return {k: v for k, v in os.environ.items()
+            if k in ("PATH", "PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH", "LANG")}
 
 
 def _fields(spec: StageSpec) -> dict[str, object]:

@@ -42,6 +42,7 @@ from gateway.sandbox.linux import (
     drop_privileges,
     last_capability,
     mount,
+    not_dumpable,
     unshare,
 )
 
@@ -85,6 +86,7 @@ class StageSpec:
 
 
 def main(argv: list[str]) -> int:
+    not_dumpable()  # the agent, same uid inside, must not read the spec from init's memory
     spec = StageSpec.read(argv[1])
     for sig in FROM_TERMINAL:
         signal.signal(sig, signal.SIG_IGN)

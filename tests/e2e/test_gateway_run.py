@@ -187,6 +187,9 @@ out["sysrq"] = attempt(lambda: open("/proc/sysrq-trigger", "w").write("h"))
 out["usr"] = attempt(lambda: open("/usr/gateway-test", "w").write("x"))
 out["root"] = attempt(lambda: os.mkdir("/escape"))
 out["etc_shadow"] = os.path.exists("/etc/shadow")
+out["init_environ"] = attempt(lambda: open("/proc/1/environ").read())
+out["key_in_env"] = "GATEWAY_AUDIT_KEY" in os.environ
+out["init_mem"] = attempt(lambda: open("/proc/1/mem", "rb").read(1))
 out["unshare_user"] = attempt(lambda: os.unshare(0x10000000)) if hasattr(os, "unshare") else "n/a"
 r = subprocess.run(["/bin/bash", "-c", "rm -rf workspace"], capture_output=True, text=True)
 out["bash_by_path"] = r.returncode
@@ -197,11 +200,12 @@ print(json.dumps(out))
 
 def test_the_agent_has_no_privilege_and_no_way_around_the_shim(tmp_path: Path) -> None:
     """The agent runs as PID 2 of its own namespace with every capability set empty and
-    no_new_privs; /proc/sys, sysrq and the base are read-only; /bin/bash by path is the
-    shim."""
+    no_new_privs; /proc/sys, sysrq and the base are read-only; its init's memory and
+    environment are closed to it; /bin/bash by path is the shim."""
     project, env = _project(tmp_path)
     (project / "data" / "probe.py").write_text(PROBE)
-    result = gateway_run(tmp_path, project, env, "python3", "data/probe.py")
+    result = gateway_run(tmp_path, project, {**env, "GATEWAY_AUDIT_KEY": "00" * 32},
+                         "python3", "data/probe.py")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     for name in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
@@ -214,6 +218,9 @@ def test_the_agent_has_no_privilege_and_no_way_around_the_shim(tmp_path: Path) -
     assert out["usr"] in ("EROFS", "EACCES")
     assert out["root"] in ("EROFS", "EACCES")
     assert out["etc_shadow"] is False
+    assert out["init_environ"] == "EACCES"        # the namespace's init is not dumpable
+    assert out["init_mem"] == "EACCES"
+    assert out["key_in_env"] is False             # the caller's audit key is withheld
     assert out["bash_by_path"] == 126
     assert out["workspace_kept"] is True
 
