@@ -679,3 +679,11 @@ def test_deploy_guide_agent_snippet_is_confined_like_the_examples() -> None:
     targets = {v["target"]: v for v in analyst["volumes"]}
     assert {SHIM_DIR, "/bin/sh", "/bin/bash", "/bin/dash", CA_DIR} == set(targets)
     assert all(v["read_only"] for v in targets.values())
+
+
+def test_deploy_guide_names_the_images_and_volumes_compose_makes() -> None:
+    """The guide's `docker run` uses the gateway's image name, and it names every volume."""
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    assert f" {SERVICES[GATEWAY]['image']} agents add" in guide
+    for volume in COMPOSE["volumes"]:
+        assert f"`{volume}`" in guide, volume
