@@ -86,7 +86,6 @@ class StageSpec:
 
 
 def main(argv: list[str]) -> int:
-    not_dumpable()  # the agent, same uid inside, must not read the spec from init's memory
     spec = StageSpec.read(argv[1])
     for sig in FROM_TERMINAL:
         signal.signal(sig, signal.SIG_IGN)
@@ -94,6 +93,9 @@ def main(argv: list[str]) -> int:
     try:
         if spec.userns:
             _own_user_namespace()
+        # The agent has init's uid inside: it must not read the spec (its tokens) from
+        # init's memory. (Only now: a process that is not dumpable cannot write its maps.)
+        not_dumpable()
         unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
         netns.loopback_up()
         proxy, api = netns.listen(spec.proxy_port), netns.listen(spec.api_port)

@@ -351,6 +351,11 @@ UNPRIVILEGED_PROBE = r"""
 import json, os, socket, subprocess, sys, urllib.request
 out = {"uid_map": open("/proc/self/uid_map").read().split(), "uid": os.getuid()}
 out["CapBnd"] = open("/proc/self/status").read().split("CapBnd:")[1].split()[0]
+try:
+    open("/proc/1/environ").read()
+    out["init_environ"] = "read"
+except OSError as e:
+    out["init_environ"] = e.errno
 open("workspace/notes.txt", "w").write("x")
 out["pip"] = subprocess.run("pip install x", shell=True, capture_output=True).returncode
 with urllib.request.urlopen(f"http://localhost:{sys.argv[1]}/api", timeout=10) as r:
@@ -392,6 +397,7 @@ def test_without_root_a_user_namespace_confines_the_agent() -> None:
         out = json.loads(result.stdout.strip().splitlines()[-1])
         assert out["uid_map"] == ["0", "65534", "1"] and out["uid"] == 0
         assert int(out["CapBnd"], 16) == 0
+        assert out["init_environ"] == errno.EACCES
         assert out["pip"] == 126
         assert out["api"] == 200
         assert out["raw"] == errno.ENETUNREACH
