@@ -212,6 +212,7 @@ def _run_env(args: argparse.Namespace) -> int:
         if not (args.agent and args.token):
             raise RequestError("--agent and --token go together")
         url = url.replace("http://", f"http://{args.agent}:{args.token}@", 1)
-    for line in environment_lines(url, Path(state["ca_cert"])):
+    bundle = state.get("ca_bundle")
+    for line in environment_lines(url, Path(state["ca_cert"]), Path(bundle) if bundle else None):
         print(f"export {line}")
     return EXIT_OK

@@ -36,7 +36,13 @@ from gateway.audit.keys import writer_key
 from gateway.audit.writer import AuditWriter
 from gateway.daemon.admin import AdminSocket
 from gateway.daemon.api import DecisionApi
-from gateway.daemon.state import STATE_FILE, environment_lines, loop_factory
+from gateway.daemon.state import (
+    CA_BUNDLE,
+    STATE_FILE,
+    ca_bundle,
+    environment_lines,
+    loop_factory,
+)
 from gateway.daemon.watcher import PolicyWatcher
 from gateway.errors import GatewayError
 from gateway.fs.watch import WriteWatcher
@@ -236,6 +242,8 @@ class _Started:
         from mitmproxy import ctx
 
         _publish(self.config.ca_dir / CA_CERT, self.config.ca_cert)
+        _write_public(self.config.state_dir / CA_BUNDLE,
+                      ca_bundle(self.config.ca_cert.read_bytes()))
         # What start-up allocated lives as long as the process: keep the collector off
         # it, and collect young objects less often (each request makes thousands).
         gc.collect()
@@ -249,6 +257,7 @@ class _Started:
         policy = self.runtime.policy
         info: dict[str, Any] = {
             "pid": os.getpid(), "proxy": proxy_url, "ca_cert": os.fspath(self.config.ca_cert),
+            "ca_bundle": os.fspath(self.config.state_dir / CA_BUNDLE),
             "api_socket": os.fspath(self.config.api_path),
             "api_tcp": [self.config.api_listen[0], self.api.tcp_port]
             if self.api and self.config.api_listen and self.api.tcp_port else None,
@@ -259,7 +268,8 @@ class _Started:
         print(f"gateway: proxy listening on {proxy_url} (policy {self.config.policy}, "
               f"sha256 {self.runtime.policy_sha256[:12]}, mode {policy.mode.value})",
               file=self.err)
-        print(f"gateway: CA certificate {self.config.ca_cert}", file=self.err)
+        print(f"gateway: CA certificate {self.config.ca_cert}; with the system's CAs "
+              f"{info['ca_bundle']}", file=self.err)
         api = f"unix:{info['api_socket']}"
         if info["api_tcp"]:
             api += f", tcp:{info['api_tcp'][0]}:{info['api_tcp'][1]}"
@@ -267,7 +277,8 @@ class _Started:
         print(f"gateway: audit log {info['audit_log']}"
               + ("" if self.runtime.writer.keyed else " (UNKEYED)"), file=self.err)
         print("# the agent's environment:", file=self.out)
-        for line in environment_lines(proxy_url, self.config.ca_cert):
+        for line in environment_lines(proxy_url, self.config.ca_cert,
+                                      Path(info["ca_bundle"])):
             print(line, file=self.out)
         self.out.flush()
         self.err.flush()
@@ -275,8 +286,13 @@ class _Started:
 
 def _publish(source: Path, target: Path) -> None:
     """Copy the CA certificate (never its key) to where agents can read it."""
+    _write_public(target, source.read_bytes())
+
+
+def _write_public(target: Path, data: bytes) -> None:
+    """Replace `target` with `data`, readable by everyone, atomically."""
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(source.read_bytes())
+    tmp.write_bytes(data)
     os.chmod(tmp, 0o644)
     os.replace(tmp, target)
 

@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import sys
 import tempfile
 from collections.abc import Callable
@@ -27,7 +26,12 @@ from urllib.parse import quote
 
 from gateway.agents import add_agent
 from gateway.audit.recovery import read_tail
-from gateway.daemon.state import default_state_dir, environment_lines, loop_factory
+from gateway.daemon.state import (
+    ca_bundle,
+    default_state_dir,
+    environment_lines,
+    loop_factory,
+)
 from gateway.engine import Verdict, decide, make_request
 from gateway.errors import GatewayError
 from gateway.fs.overlay import create_workspace
@@ -297,10 +301,9 @@ class ConfinedRun:
                                                               "all_proxy", "no_proxy")}
         credentials = f"{quote(config.agent, safe='')}:{quote(token, safe='')}@" if token else ""
         proxy = f"http://{credentials}127.0.0.1:{PROXY_PORT}"
-        for line in environment_lines(proxy, bundle):
+        for line in environment_lines(proxy, gateway_ca, bundle):
             name, _, value = line.partition("=")
             env[name] = value
-        env["NODE_EXTRA_CA_CERTS"] = str(gateway_ca)
         env["PATH"] = f"{shim_dir}:{AGENT_PATH}"
         env["TMPDIR"] = "/tmp"
         env["GATEWAY_AGENT"] = config.agent
@@ -383,17 +386,10 @@ def _last_seq(log: Path) -> int:
 
 
 def _ca_files(directory: Path, gateway_ca: Path) -> tuple[Path, Path]:
-    """The gateway's CA alone (for NODE_EXTRA_CA_CERTS, which adds to Node's own) and a
-    bundle of it and the system's CAs (for hosts the proxy passes through untouched)."""
+    """The gateway's CA alone (for NODE_EXTRA_CA_CERTS) and the bundle of it and the
+    system's CAs, where the agent can read them."""
     directory.mkdir(mode=0o755)
     ca = gateway_ca.read_bytes()
     (directory / "gateway-ca.pem").write_bytes(ca)
-    system = b""
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile,
-                      "/etc/ssl/certs/ca-certificates.crt"):
-        if candidate and os.path.isfile(candidate):
-            system = Path(candidate).read_bytes()
-            break
-    (directory / "ca-bundle.pem").write_bytes(ca.rstrip(b"\n") + b"\n" + system)
+    (directory / "ca-bundle.pem").write_bytes(ca_bundle(ca))
     return directory / "ca-bundle.pem", directory / "gateway-ca.pem"
