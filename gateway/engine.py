@@ -336,6 +336,19 @@ def decide_shell_itself(policy: CompiledPolicy, request: Request,
     return _make(policy, request, request.target, (verdict, rule, reason), part=part.text)
 
 
+def decide_dynamic(policy: CompiledPolicy, action: Action, why: str, *,
+                   agent: str | None = None) -> Decision:
+    """An action whose target is built at run time, so no rule can be matched before it
+    runs (the SDK's static analysis): the policy's `sdk.dynamic` decides. `allow` relies
+    on the runtime enforcement (proxy, shim, mounts) to judge the real target."""
+    if policy.sdk_dynamic is Effect.ALLOW:
+        return Decision(action, "", Verdict.ALLOW, f"dynamic: {why}; sdk.dynamic is allow, "
+                        "so the runtime enforcement judges the real target", policy.mode,
+                        agent=agent)
+    return Decision(action, "", Verdict.DENY, f"dynamic: {why}, so it cannot be judged "
+                    "before it runs (sdk.dynamic is deny)", policy.mode, agent=agent)
+
+
 def _command_problem(command: str) -> str | None:
     if not command.strip():
         return "empty command"

@@ -26,7 +26,7 @@ import orjson
 
 from gateway.audit.format import check_record
 from gateway.audit.recovery import AuditUnavailable
-from gateway.engine import Request, make_request
+from gateway.engine import Request, decide_dynamic, make_request
 from gateway.errors import GatewayError, RequestError
 from gateway.execs import command_line
 from gateway.policy.model import Action
@@ -42,7 +42,7 @@ CLIENT_SOURCES = frozenset({"shim", "fs", "sdk", "cli"})
 """Sources a client may name. `proxy` and `gateway` are the gateway's own."""
 
 _MEMBERS = frozenset({"action", "target", "cwd", "method", "agent", "token", "source",
-                      "details", "argv", "script", "script_path", "env"})
+                      "details", "argv", "script", "script_path", "env", "dynamic"})
 _EXEC_MEMBERS = ("script", "script_path", "env")
 MAX_ENV_NAMES = 4096
 _SOURCES = ", ".join(sorted(CLIENT_SOURCES))
@@ -73,6 +73,7 @@ class ApiRequest:
     source: str
     details: dict[str, object] | None
     execution: Execution | None = None
+    dynamic: str | None = None  # why the target is only known at run time
 
 
 def parse_request(line: bytes) -> ApiRequest:
@@ -90,11 +91,26 @@ def parse_request(line: bytes) -> ApiRequest:
     cwd, method, agent, token = (_optional_str(data, k)
                                  for k in ("cwd", "method", "agent", "token"))
     execution = _execution(data)
+    dynamic = _dynamic(data)
     target = command_line(execution.argv) if execution else data.get("target")
-    request = make_request(data.get("action"), target, cwd=cwd, method=method)
+    request = make_request(data.get("action"), "" if dynamic else target, cwd=cwd,
+                           method=method)
     source = data.get("source")
     return ApiRequest(request, agent, token, "cli" if source is None else _source(source),
-                      _details(data.get("details")), execution)
+                      _details(data.get("details")), execution, dynamic)
+
+
+def _dynamic(data: dict[str, Any]) -> str | None:
+    """The `dynamic` form: an action whose target is built at run time (the SDK's
+    analysis found it), decided by the policy's sdk.dynamic."""
+    why = data.get("dynamic")
+    if why is None:
+        return None
+    if not isinstance(why, str) or not why.strip():
+        raise RequestError("'dynamic' must say why the target is unknown, as a string")
+    if data.get("argv") is not None or data.get("target"):
+        raise RequestError("'dynamic' goes without 'target' or 'argv'")
+    return why
 
 
 def _execution(data: dict[str, Any]) -> Execution | None:
@@ -193,7 +209,11 @@ class DecisionApi:
         runtime = self.runtime
         agent = runtime.agents.authenticate(asked.agent, asked.token)
         details = asked.details
-        if asked.execution is None:
+        if asked.dynamic is not None:
+            decision = decide_dynamic(runtime.policy, asked.request.action, asked.dynamic,
+                                      agent=agent)
+            details = {**(details or {}), "dynamic": True}
+        elif asked.execution is None:
             decision = runtime.decide(replace(asked.request, agent=agent))
         else:
             run = asked.execution

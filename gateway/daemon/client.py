@@ -43,12 +43,17 @@ class DecisionClient:
         self._buffer = b""
 
     def decide(self, action: str, target: str, *, cwd: str | None = None,
-               method: str | None = None,
-               details: Mapping[str, object] | None = None) -> dict[str, Any]:
+               method: str | None = None, details: Mapping[str, object] | None = None,
+               dynamic: str | None = None) -> dict[str, Any]:
         """Ask and return the reply (a decision, or `{"error": ..., "blocks": true}`).
-        Reconnects once when the gateway closed a connection used before."""
-        request: dict[str, object] = {"action": action, "target": target,
-                                      "source": self.source}
+        With `dynamic` (why the target is only known at run time) `target` is not sent
+        and the policy's sdk.dynamic decides. Reconnects once when the gateway closed a
+        connection used before."""
+        request: dict[str, object] = {"action": action, "source": self.source}
+        if dynamic is not None:
+            request["dynamic"] = dynamic
+        else:
+            request["target"] = target
         for key, value in (("cwd", cwd), ("method", method), ("agent", self.agent),
                            ("token", self.token)):
             if value is not None:

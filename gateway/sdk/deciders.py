@@ -10,14 +10,14 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from gateway.audit.keys import writer_key
 from gateway.audit.writer import AuditWriter
 from gateway.daemon.client import DecisionClient
-from gateway.engine import Decision, Request, Verdict
+from gateway.engine import Decision, Request, Verdict, decide_dynamic
 from gateway.errors import GatewayError
-from gateway.policy.model import Action, Effect, Mode
+from gateway.policy.model import Action, Mode
 from gateway.runtime import AUDIT_TIMEOUT, Runtime
 
 SOURCE = "sdk"
@@ -102,16 +102,8 @@ class LocalDecider:
     def decide_unjudged(self, action: Action, why: str, details: Details | None = None, *,
                         dynamic: bool) -> Ruling:
         policy = self.runtime.policy
-        allow = dynamic and policy.sdk_dynamic is Effect.ALLOW
-        if allow:
-            reason = (f"dynamic: {why}; sdk.dynamic is allow, so the runtime enforcement "
-                      "judges the real target")
-        elif dynamic:
-            reason = f"dynamic: {why}, so it cannot be judged before it runs (sdk.dynamic is deny)"
-        else:
-            reason = why
-        decision = Decision(action, "", Verdict.ALLOW if allow else Verdict.DENY, reason,
-                            policy.mode, agent=self.agent)
+        decision = decide_dynamic(policy, action, why, agent=self.agent) if dynamic else \
+            Decision(action, "", Verdict.DENY, why, policy.mode, agent=self.agent)
         return self._record(decision, {**(details or {}), "dynamic": dynamic})
 
     def _record(self, decision: Decision, details: Details | None) -> Ruling:
@@ -134,30 +126,26 @@ class RemoteDecider:
     """A running gateway's decision API (`unix:/path/api.sock`, a socket path, or
     `tcp:HOST:PORT`), asked as `agent` with `token`.
 
-    The decision API does not carry the policy's `sdk:` section, so here `dynamic`
-    says what a target built at run time gets: `deny` asks the gateway with an empty
-    target, which it refuses and records (marked `dynamic`), as it does for code that
-    cannot be analysed; `allow` lets the code run unasked, and the gateway's proxy,
-    shim and mounts judge and record what it really does.
+    A target built at run time is sent as `dynamic` (with why): the gateway's policy's
+    `sdk.dynamic` decides it and the gateway records it. Code that cannot be analysed
+    is sent with an empty target, which the gateway refuses and records.
     """
 
     def __init__(self, address: str, *, agent: str | None = None, token: str | None = None,
-                 dynamic: Literal["deny", "allow"] = "deny", timeout: float = 5.0) -> None:
-        if dynamic not in ("deny", "allow"):
-            raise GatewayError(f"dynamic must be deny or allow, not {dynamic!r}")
+                 timeout: float = 5.0) -> None:
         self.agent = agent
-        self.dynamic = Effect(dynamic)
         self.address = address.removeprefix("unix:")
         self._client = DecisionClient(self.address, agent=agent, token=token, source=SOURCE,
                                       timeout=timeout)
         self._lock = threading.Lock()
 
     def decide(self, action: Action, target: str, *, cwd: str | None = None,
-               method: str | None = None, details: Details | None = None) -> Ruling:
+               method: str | None = None, details: Details | None = None,
+               dynamic: str | None = None) -> Ruling:
         try:
             with self._lock:
                 reply = self._client.decide(action.value, target, cwd=cwd, method=method,
-                                            details=details)
+                                            details=details, dynamic=dynamic)
         except (GatewayError, ValueError) as e:
             return refused(f"no decision: {e}")
         reason = str(reply.get("reason") or reply.get("error") or "the gateway gave no reason")
@@ -169,14 +157,12 @@ class RemoteDecider:
 
     def decide_unjudged(self, action: Action, why: str, details: Details | None = None, *,
                         dynamic: bool) -> Ruling:
-        if dynamic and self.dynamic is Effect.ALLOW:
-            return Ruling(Verdict.ALLOW.value, False, f"dynamic: {why}; left to the "
-                          "gateway's runtime enforcement (dynamic=allow)")
-        asked = self.decide(action, "", details={**(details or {}), "dynamic": dynamic})
+        if dynamic:  # the gateway records it with "dynamic": true
+            return self.decide(action, "", details=details, dynamic=why)
+        asked = self.decide(action, "", details={**(details or {}), "dynamic": False})
         if not asked.blocks:  # simulate mode: the gateway records a would-deny
             return asked
-        reason = f"dynamic: {why}, so it cannot be judged before it runs" if dynamic else why
-        return Ruling(asked.verdict, True, reason, asked.mode, asked.seq)
+        return Ruling(asked.verdict, True, why, asked.mode, asked.seq)
 
     def close(self) -> None:
         with self._lock:
@@ -187,8 +173,7 @@ def make_decider(*, policy: str | os.PathLike[str] | None = None,
                  audit_log: str | os.PathLike[str] | None = None,
                  gateway: str | None = None, agent: str | None = None,
                  token: str | None = None, key_file: str | os.PathLike[str] | None = None,
-                 project_dir: str | None = None, simulate: bool = False,
-                 dynamic: Literal["deny", "allow"] | None = None) -> Decider:
+                 project_dir: str | None = None, simulate: bool = False) -> Decider:
     """A LocalDecider for `policy` + `audit_log`, or a RemoteDecider for `gateway`;
     GatewayError when the arguments do not say one of them."""
     if (policy is None) == (gateway is None):
@@ -196,13 +181,10 @@ def make_decider(*, policy: str | os.PathLike[str] | None = None,
     if gateway is not None:
         if simulate or key_file or project_dir or audit_log:
             raise GatewayError("with gateway=, the gateway's own policy, mode and log "
-                               "apply; pass only agent=, token= and dynamic=")
-        return RemoteDecider(gateway, agent=agent, token=token, dynamic=dynamic or "deny")
+                               "apply; pass only agent= and token=")
+        return RemoteDecider(gateway, agent=agent, token=token)
     if audit_log is None:
         raise GatewayError("policy= needs audit_log=: every decision is recorded")
-    if dynamic is not None:
-        raise GatewayError("with policy=, the policy's sdk.dynamic applies; dynamic= is "
-                           "for gateway=")
     assert policy is not None
     return LocalDecider(policy, audit_log, agent=agent, key_file=key_file,
                         project_dir=project_dir, simulate=simulate)

@@ -13,7 +13,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from autogen_core import CancellationToken, Component, ComponentModel
 from autogen_core.code_executor import CodeBlock, CodeExecutor, CodeResult
@@ -38,7 +38,6 @@ class GuardedExecutorConfig(BaseModel):
     key_file: str | None = None
     project_dir: str | None = None
     simulate: bool = False
-    dynamic: Literal["deny", "allow"] | None = None
     work_dir: str | None = None
 
 
@@ -60,7 +59,6 @@ class GuardedExecutor(CodeExecutor, Component[GuardedExecutorConfig]):
                  gateway: str | None = None, agent: str | None = None,
                  token: str | None = None, key_file: str | os.PathLike[str] | None = None,
                  project_dir: str | None = None, simulate: bool = False,
-                 dynamic: Literal["deny", "allow"] | None = None,
                  work_dir: str | os.PathLike[str] | None = None,
                  decider: Decider | None = None) -> None:
         self._executor = executor
@@ -70,7 +68,7 @@ class GuardedExecutor(CodeExecutor, Component[GuardedExecutorConfig]):
         if decider is None:
             settings = {"policy": policy, "audit_log": audit_log, "gateway": gateway,
                         "agent": agent, "key_file": key_file, "project_dir": project_dir,
-                        "simulate": simulate, "dynamic": dynamic}
+                        "simulate": simulate}
             decider = make_decider(token=token, **settings)
             self._settings = {k: os.fspath(v) if isinstance(v, os.PathLike) else v
                               for k, v in settings.items()}

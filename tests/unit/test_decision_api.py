@@ -417,3 +417,41 @@ def test_a_silent_connection_is_closed_after_the_idle_timeout(tmp_path: Path, lo
     finally:
         run(loop, api.close())
         writer.close()
+
+
+@pytest.mark.parametrize(("sdk", "verdict", "blocks", "reason"), [
+    ("", "DENY", True, "dynamic: the path is built at run time, so it cannot be judged before it runs (sdk.dynamic is deny)"),
+    ("sdk: {dynamic: allow}\n", "ALLOW", False, "dynamic: the path is built at run time; sdk.dynamic is allow, so the runtime enforcement judges the real target"),
+], ids=["policy-default-deny", "policy-allow"])
+def test_a_dynamic_target_is_decided_by_the_policys_sdk_section(
+        start: Callable[..., Gateway], tmp_path: Path, sdk: str, verdict: str, blocks: bool,
+        reason: str) -> None:
+    """An action whose target is only known at run time (`dynamic`): the gateway's own
+    policy's sdk.dynamic decides, for the authenticated agent, and the entry says so."""
+    gw = start()
+    (tmp_path / "policy.yaml").write_text(POLICY + sdk)
+    assert gw.runtime.reload("test") is None
+    client = DecisionClient(gw.sock, agent="coder", token=gw.token, source="sdk")
+    try:
+        reply = client.decide("file_read", "ignored", dynamic="the path is built at run time")
+    finally:
+        client.close()
+    assert (reply["verdict"], reply["blocks"], reply["reason"]) == (verdict, blocks, reason)
+    entry = gw.entry(reply["seq"])
+    assert (entry["source"], entry["agent"], entry["dynamic"], entry["path"]) == (
+        "sdk", "coder", True, "")
+
+
+@pytest.mark.parametrize(("request_", "error"), [
+    ({"action": "file_read", "dynamic": ""}, "'dynamic' must say why the target is unknown"),
+    ({"action": "file_read", "dynamic": True}, "'dynamic' must say why the target is unknown"),
+    ({"action": "file_read", "dynamic": "why", "target": "/etc/passwd"}, "'dynamic' goes without 'target' or 'argv'"),
+    ({"action": "shell_exec", "dynamic": "why", "argv": ["ls"]}, "'dynamic' goes without 'target' or 'argv'"),
+])
+def test_bad_dynamic_requests_are_refused(start: Callable[..., Gateway], request_: dict[str, Any], error: str) -> None:
+    """A `dynamic` request must say why and carry no target: an error that blocks,
+    nothing recorded."""
+    gw = start()
+    [reply] = exchange(gw.sock, [orjson.dumps(request_)])
+    assert error in reply.get("error", ""), reply
+    assert reply["blocks"] is True and gw.decisions() == []

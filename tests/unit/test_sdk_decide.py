@@ -197,9 +197,7 @@ ARGUMENTS = {
     "neither": ({}, "give either policy="),
     "both": ({"policy": "p", "gateway": "tcp:127.0.0.1:1"}, "give either policy="),
     "policy without log": ({"policy": "p"}, "needs audit_log="),
-    "dynamic with policy": ({"policy": "p", "audit_log": "l", "dynamic": "allow"}, "dynamic= is for gateway="),
     "log with gateway": ({"gateway": "tcp:127.0.0.1:1", "audit_log": "l"}, "pass only agent="),
-    "bad dynamic": ({"gateway": "tcp:127.0.0.1:1", "dynamic": "maybe"}, "deny or allow"),
 }
 
 
