@@ -4,9 +4,10 @@
 # `up ...` runs `gateway up ...` and, once the proxy listens, publishes the CA's public
 # certificate into $GATEWAY_CA_PUBLIC_DIR, the directory the agents mount read-only:
 #   ca-cert.pem    the gateway's CA certificate alone (NODE_EXTRA_CA_CERTS adds it)
-#   ca-bundle.pem  the system's CA bundle plus that certificate (SSL_CERT_FILE and the
-#                  other variables replace the trust store: decrypted connections show
-#                  the gateway's certificates, passthrough tunnels the servers' own)
+#   ca-bundle.pem  that certificate plus the system's CAs, as `gateway up` writes it
+#                  (SSL_CERT_FILE and the other variables replace the trust store:
+#                  decrypted connections show the gateway's certificates, passthrough
+#                  tunnels the servers' own)
 # The CA's key stays in $GATEWAY_STATE_DIR/ca, which only the gateway mounts. Pass no
 # --state-dir: the state directory is $GATEWAY_STATE_DIR.
 #
@@ -19,7 +20,6 @@ fi
 
 state=${GATEWAY_STATE_DIR:?GATEWAY_STATE_DIR must name the gateway state directory}
 public=${GATEWAY_CA_PUBLIC_DIR:?GATEWAY_CA_PUBLIC_DIR must name the directory agents mount}
-system_bundle=${GATEWAY_SYSTEM_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 
 # gateway.json is written once the proxy listens, after ca-cert.pem; one left by a
 # gateway that did not stop cleanly must not pass for this one. The published copies
@@ -54,11 +54,7 @@ publish() {  # publish NAME: write $public/NAME from stdin, atomically, mode 064
     mv -f "$tmp" "$public/$1"
 }
 publish ca-cert.pem < "$state/ca-cert.pem"
-if [ -s "$system_bundle" ]; then
-    cat "$system_bundle" "$state/ca-cert.pem" | publish ca-bundle.pem
-else
-    publish ca-bundle.pem < "$state/ca-cert.pem"
-fi
+publish ca-bundle.pem < "$state/ca-bundle.pem"
 echo "gateway: CA certificate published to $public (ca-cert.pem, ca-bundle.pem)" >&2
 
 finish

@@ -639,7 +639,8 @@ def test_entrypoint_publishes_the_ca_and_forwards_signals(tmp_path: Path) -> Non
         cert = (public / "ca-cert.pem").read_text()
         assert cert == (state / "ca-cert.pem").read_text()
         assert "PRIVATE KEY" not in cert + (public / "ca-bundle.pem").read_text()
-        assert (public / "ca-bundle.pem").read_text().endswith(cert)
+        assert (public / "ca-bundle.pem").read_text() == (state / "ca-bundle.pem").read_text()
+        assert (public / "ca-bundle.pem").read_text().startswith(cert.rstrip("\n"))
         assert (public / "ca-cert.pem").stat().st_mode & 0o777 == 0o644
     finally:
         process.send_signal(signal.SIGTERM)
