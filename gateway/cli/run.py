@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     except GatewayError as e:
         print(f"gateway run: {e}; the command was not run", file=sys.stderr)
         return EXIT_SANDBOX
-    if not args.no_summary:
+    if not args.no_summary and result.started:
         summary = summarise_run(result.audit_log, result.since_seq, result.agent,
                                 result.exit_code, result.notes)
         print(summary.render(), file=sys.stderr)

@@ -79,9 +79,11 @@ class RunConfig:
 
 @dataclass(slots=True)
 class RunResult:
-    """What the summary needs: the log and the seq the run started after."""
+    """What the summary needs: the log and the seq the run started after. `started`
+    is False when the stage stopped before the command (it said why)."""
 
     exit_code: int
+    started: bool
     audit_log: Path | None
     since_seq: int
     agent: str
@@ -154,12 +156,12 @@ class ConfinedRun:
         for note in self.notes + list(plan.notes):
             print(f"gateway run: note: {note}", file=self.err)
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            code = runner.run(self._serve(control, stage_end, endpoints, spec_file))
+            code, started = runner.run(self._serve(control, stage_end, endpoints, spec_file))
         for cleanup in reversed(self._cleanups):  # the gateway stops: the log is complete
             cleanup()
         self._cleanups.clear()
-        return RunResult(exit_code=code, audit_log=endpoints.audit_log, since_seq=since,
-                         agent=config.agent, notes=self.notes)
+        return RunResult(exit_code=code, started=started, audit_log=endpoints.audit_log,
+                         since_seq=since, agent=config.agent, notes=self.notes)
 
     def _check_options(self, userns: bool) -> tuple[str, str]:
         """The working directory and ${PROJECT_DIR}; GatewayError for options that
@@ -314,7 +316,7 @@ class ConfinedRun:
     # -- the run ------------------------------------------------------------------------
 
     async def _serve(self, control: socket.socket, stage_end: socket.socket,
-                     endpoints: Endpoints, spec_file: Path) -> int:
+                     endpoints: Endpoints, spec_file: Path) -> tuple[int, bool]:
         """Start the stage, serve the listeners it hands over, and wait for it."""
         loop = asyncio.get_running_loop()
         stage: list[asyncio.subprocess.Process] = []
@@ -323,6 +325,7 @@ class ConfinedRun:
         for sig in FROM_TERMINAL:
             loop.add_signal_handler(sig, lambda: None)
         relays: list[Relay] = []
+        started = False
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "gateway.sandbox.stage", str(spec_file),
@@ -343,8 +346,11 @@ class ConfinedRun:
                 for relay in relays:
                     await relay.start()
                 control.sendall(b"g")
-            code = await process.wait()  # without a message the stage said why it stopped
-            return code if code >= 0 else 128 - code
+                # The stage says when the command starts; closing without it means the
+                # stage stopped first (and said why).
+                started = await loop.run_in_executor(None, control.recv, 1) == b"r"
+            code = await process.wait()
+            return (code if code >= 0 else 128 - code), started
         finally:
             for sig in (*FORWARDED, *FROM_TERMINAL):
                 loop.remove_signal_handler(sig)

@@ -113,7 +113,6 @@ def main(argv: list[str]) -> int:
         netns.self_test(spec.proxy_port, spec.api_port, auth, spec.probe_credentials is not None)
     except netns.SelfTestFailed as e:
         return _fail(f"the self-test failed: {e}")
-    control.close()
     try:
         built = subprocess.run(["/bin/sh", spec.script], env={"ROOT": spec.root, "PATH": HOST_PATH},
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -122,6 +121,8 @@ def main(argv: list[str]) -> int:
             return _fail(f"cannot build the agent's root: {_reason(built.stderr)}")
         # Only now: the first child after this is the namespace's init.
         unshare(CLONE_NEWPID)
+        control.sendall(b"r")  # gateway run: the command starts now
+        control.close()
     except OSError as e:
         return _fail(f"cannot make the agent's namespaces: {e.strerror or e}")
     init = os.fork()

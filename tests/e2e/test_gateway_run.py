@@ -285,6 +285,7 @@ def test_a_failed_self_test_runs_nothing(tmp_path: Path) -> None:
     assert result.returncode == 125
     assert "the policy allows 192.0.2.1" in result.stderr
     assert "the command was not run" in result.stderr
+    assert "exited with status" not in result.stderr   # no summary of a run that never was
     assert not marker.exists()
 
 
