@@ -24,12 +24,15 @@ NOEXEC_NOTE = ("Compose cannot set noexec on a bind mount: the writable binds he
 
 
 
-def overlay_options(mount: Mount) -> str:
+def overlay_options(mount: Mount, *, unprivileged: bool = False) -> str:
     """Mount options of an overlay. redirect_dir and metacopy stay off: an upper
-    directory written with them cannot be reviewed file by file (`gateway fs diff`)."""
-    options = (f"lowerdir={mount.source},upperdir={mount.upper},workdir={mount.work},"
-               "redirect_dir=off,metacopy=off,nosuid")
-    return options + (",noexec" if mount.noexec else "")
+    directory written with them cannot be reviewed file by file (`gateway fs diff`).
+    Mounted in a user namespace (`unprivileged`), overlayfs keeps its marks in
+    `user.overlay.*` attributes (`userxattr`, which turns both off and refuses them
+    being named)."""
+    layers = f"lowerdir={mount.source},upperdir={mount.upper},workdir={mount.work}"
+    flags = "userxattr" if unprivileged else "redirect_dir=off,metacopy=off"
+    return f"{layers},{flags},nosuid" + (",noexec" if mount.noexec else "")
 
 def to_json(plan: MountPlan) -> dict[str, Any]:
     """The plan as plain JSON types."""
@@ -123,12 +126,13 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "${root}"
 
 
 def to_shell(plan: MountPlan, root_var: str = "ROOT", *, before: Sequence[str] = (),
-             after: Sequence[str] = ()) -> str:
+             after: Sequence[str] = (), unprivileged: bool = False) -> str:
     """A POSIX sh script that, run as root in a new mount namespace, mounts a tmpfs at
     "$ROOT", builds the plan inside it (parents first) and makes the tmpfs read-only.
 
     `before` and `after` are lines of sh run just after the tmpfs is mounted and just
-    before it is made read-only (`gateway run` adds the system's base and the shim)."""
+    before it is made read-only (`gateway run` adds the system's base and the shim);
+    `unprivileged` mounts overlays as a user namespace allows."""
     if not _NAME.match(root_var):
         raise ValueError(f"not a shell variable name: {root_var!r}")
     q = shlex.quote
@@ -165,7 +169,7 @@ def to_shell(plan: MountPlan, root_var: str = "ROOT", *, before: Sequence[str] =
             out += [f"src {q(mount.source)}", f"mount --bind {q(mount.source)} {target}",
                     f"mount -o remount,bind,{flags} {target}"]
         elif mount.kind == "overlay":
-            options = overlay_options(mount)
+            options = overlay_options(mount, unprivileged=unprivileged)
             out += [f"src {q(mount.source or '')}",
                     f"mount -t overlay overlay -o {q(options)} {target}"]
         elif mount.is_dir:

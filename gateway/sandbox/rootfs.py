@@ -73,7 +73,7 @@ def shells_to_cover(dirs: Sequence[str] = PROGRAM_DIRS) -> list[str]:
 
 
 def root_script(plan: MountPlan, spec: RootSpec, base: Sequence[str],
-                shells: Sequence[str]) -> str:
+                shells: Sequence[str], *, unprivileged: bool = False) -> str:
     """The whole script: base, /dev, /tmp and the run directory; the plan; the shim."""
     q = shlex.quote
     before = ["# The base: the host's program and library directories, read-only."]
@@ -121,4 +121,4 @@ def root_script(plan: MountPlan, spec: RootSpec, base: Sequence[str],
                   f"  mount --bind {q(spec.shim)} {target}",
                   f"  mount -o remount,bind,ro,nosuid {target}",
                   "fi"]
-    return to_shell(plan, before=before, after=after)
+    return to_shell(plan, before=before, after=after, unprivileged=unprivileged)

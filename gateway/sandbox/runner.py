@@ -138,7 +138,8 @@ class ConfinedRun:
                              hosts=str(agent_dir / "hosts"), workdir=workdir)
         base = base_entries(policy, spec_root.base, config.agent, self.notes)
         shells = shells_to_cover()
-        (private / "root.sh").write_text(root_script(plan, spec_root, base, shells))
+        (private / "root.sh").write_text(root_script(plan, spec_root, base, shells,
+                                                     unprivileged=userns))
         (private / "root").mkdir()
         uid, gid = (0, 0) if userns else config.user or _owner(workdir)
         control, stage_end = socket.socketpair()

@@ -372,8 +372,9 @@ print(json.dumps(out))
 
 def test_without_root_a_user_namespace_confines_the_agent() -> None:
     """Run by an unprivileged user (nobody), gateway run makes a user namespace in which
-    that user is root: the agent has no capability, no network but the relays, the
-    shim and the watcher work, and the log (the user's) verifies. --user needs root."""
+    that user is root: the agent has no capability, no network but the relays; the
+    shim, the watcher and an overlay workspace work; the log (the user's) verifies.
+    --user needs root."""
     base = Path(tempfile.mkdtemp(prefix="gateway-run-unprivileged-", dir="/tmp"))
     try:
         os.chmod(base, 0o755)
@@ -381,7 +382,12 @@ def test_without_root_a_user_namespace_confines_the_agent() -> None:
         for d in ("workspace", "data", "output"):
             (project / d).mkdir(parents=True)
         (project / "data" / "probe.py").write_text(UNPRIVILEGED_PROBE)
-        (base / "policy.yaml").write_text(AUTOGEN.read_text())
+        overlay = AUTOGEN.read_text().replace(
+            '{action: file_write, path: "${PROJECT_DIR}/workspace/**", effect: allow',
+            '{action: file_write, path: "${PROJECT_DIR}/workspace/**", overlay: true, '
+            'effect: allow')
+        assert "overlay: true" in overlay
+        (base / "policy.yaml").write_text(overlay)
         state = base / "state"
         state.mkdir()
         for path in (project, *project.iterdir(), project / "data" / "probe.py", state):
@@ -402,6 +408,12 @@ def test_without_root_a_user_namespace_confines_the_agent() -> None:
         assert out["pip"] == 126
         assert out["api"] == 200
         assert out["raw"] == errno.ENETUNREACH
+        # The workspace was an overlay: the host's tree is unchanged, the write reviewable.
+        assert not (project / "workspace" / "notes.txt").exists()
+        [workspace] = (state / "overlay").iterdir()
+        diff = subprocess.run([sys.executable, "-m", "gateway", "fs", "diff", str(workspace)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert diff.stdout.splitlines() == ["A notes.txt (1 bytes)"], diff.stdout + diff.stderr
         log = state / "audit.jsonl"
         got = sorted((e["source"], e["verdict"]) for e in decisions(log, "solo"))
         assert got == [("fs", "ALLOW"), ("proxy", "ALLOW"), ("shim", "DENY")]
