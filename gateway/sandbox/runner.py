@@ -116,7 +116,7 @@ class ConfinedRun:
         probe = self._probe(policy)
         overlay_dir = config.overlay_dir or (str(default_state_dir() / "overlay") if userns
                                              else DEFAULT_OVERLAY_DIR)
-        plan = self._plan(policy, overlay_dir)
+        plan = self._plan(policy, overlay_dir, project_dir)
         run_dir = self._run_dir()
         agent_dir, private = run_dir / "agent", run_dir / "private"
 
@@ -221,7 +221,7 @@ class ConfinedRun:
                                    "rule")
         return True
 
-    def _plan(self, policy: CompiledPolicy, overlay_dir: str) -> MountPlan:
+    def _plan(self, policy: CompiledPolicy, overlay_dir: str, project_dir: str) -> MountPlan:
         try:
             plan = plan_mounts(policy, LocalTree(), overlay_dir=overlay_dir,
                                max_entries=self.config.max_entries, agent=self.config.agent)
@@ -237,7 +237,7 @@ class ConfinedRun:
                 if not os.path.exists(os.path.join(workspace, "gateway-overlay.json")):
                     create_workspace(workspace, lower=mount.source, target=mount.target,
                                      policy=os.path.abspath(self.config.policy),
-                                     project_dir=self.config.project_dir)
+                                     project_dir=project_dir)
         return plan
 
     def _writable(self, plan: MountPlan) -> list[tuple[str, str]]:
