@@ -35,12 +35,15 @@ class RootSpec:
     """What goes into the agent's root besides the plan. `run_dir` is bound read-only
     at its own path (the shim's configuration path is compiled in); `shim` is the
     binary mounted over each shell; `hosts` the file shown as /etc/hosts; `workdir` is
-    made (empty) when no mount makes it, so the agent can start there."""
+    made (empty) when no mount makes it, so the agent can start there. `terminals` are
+    bound alone, never the whole /dev/pts: the agent's stdio stays a terminal
+    (`tty`, `ttyname`) without reaching anyone else's."""
 
     run_dir: str
     shim: str
     hosts: str
     workdir: str
+    terminals: tuple[str, ...] = ()  # the run's own terminal(s), e.g. /dev/pts/3
     base: tuple[str, ...] = BASE_TREES + BASE_ETC
 
 
@@ -100,6 +103,10 @@ def root_script(plan: MountPlan, spec: RootSpec, base: Sequence[str],
         if os.path.exists(f"/dev/{device}"):
             before += [f"file \"$ROOT\"/dev/{device}",
                        f"mount --bind /dev/{device} \"$ROOT\"/dev/{device}"]
+    for terminal in spec.terminals:
+        before += [f"dir \"$ROOT\"{q(os.path.dirname(terminal))}",
+                   f"file \"$ROOT\"{q(terminal)}",
+                   f"mount --bind {q(terminal)} \"$ROOT\"{q(terminal)}"]
     before += ["ln -s /proc/self/fd \"$ROOT\"/dev/fd",
                "ln -s /proc/self/fd/0 \"$ROOT\"/dev/stdin",
                "ln -s /proc/self/fd/1 \"$ROOT\"/dev/stdout",

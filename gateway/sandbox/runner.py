@@ -135,7 +135,8 @@ class ConfinedRun:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
         spec_root = RootSpec(run_dir=str(agent_dir), shim=str(shim_dir / "gateway-shim"),
-                             hosts=str(agent_dir / "hosts"), workdir=workdir)
+                             hosts=str(agent_dir / "hosts"), workdir=workdir,
+                             terminals=_terminals())
         base = base_entries(policy, spec_root.base, config.agent, self.notes)
         shells = shells_to_cover()
         (private / "root.sh").write_text(root_script(plan, spec_root, base, shells,
@@ -375,6 +376,20 @@ def _stage_environment() -> dict[str, str]:
 
 def _fields(spec: StageSpec) -> dict[str, object]:
     return {name: getattr(spec, name) for name in StageSpec.__dataclass_fields__}
+
+
+def _terminals() -> tuple[str, ...]:
+    """The terminals of this process's stdin, stdout and stderr (a pseudo-terminal under
+    /dev/pts), each once."""
+    found: list[str] = []
+    for fd in (0, 1, 2):
+        try:
+            name = os.ttyname(fd)
+        except OSError:
+            continue
+        if name.startswith("/dev/pts/") and name not in found:
+            found.append(name)
+    return tuple(found)
 
 
 def _owner(path: str) -> tuple[int, int]:

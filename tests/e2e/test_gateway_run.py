@@ -456,3 +456,20 @@ def test_a_running_gateway_can_serve_the_run(tmp_path: Path) -> None:
         assert "gateway up --watch" in result.stderr  # its writes are the gateway's to watch
     finally:
         assert gateway.stop() == 0
+
+
+def test_a_terminal_stays_a_terminal_and_no_other_is_reachable(tmp_path: Path) -> None:
+    """Run on a pseudo-terminal (here made by script(1)), the agent's stdio is that
+    terminal by name, and /dev/pts inside holds it alone."""
+    project, env = _project(tmp_path)
+    probe = ("import os; print('TTY', os.isatty(0), os.ttyname(0) == os.ttyname(1), "
+             "len(os.listdir('/dev/pts')))")
+    command = " ".join([sys.executable, "-m", "gateway", "run", "--policy", str(AUTOGEN),
+                        "--workspace", str(project), "--audit-log", str(tmp_path / "audit.jsonl"),
+                        "--overlay-dir", str(tmp_path / "overlays"), "--no-summary", "--",
+                        "python3", "-c", f'"{probe}"'])
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True,
+                            text=True, env=env, timeout=120, check=False, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("TTY")]
+    assert line.strip() == "TTY True True 1"
