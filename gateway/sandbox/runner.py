@@ -100,11 +100,16 @@ class ConfinedRun:
         self._cleanups: list[Callable[[], object]] = []
 
     def run(self) -> RunResult:
+        """Set up, run, clean up. SIGTERM while setting up stops the run cleanly (the
+        gateway started for it is stopped too); while CMD runs it goes to CMD."""
+        previous = signal.signal(signal.SIGTERM, _interrupted)
         try:
             return self._run()
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
             for cleanup in reversed(self._cleanups):
                 cleanup()
+            signal.signal(signal.SIGTERM, previous)
 
     # -- preparation --------------------------------------------------------------------
 
@@ -159,7 +164,8 @@ class ConfinedRun:
             print(f"gateway run: note: {note}", file=self.err)
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             code, started = runner.run(self._serve(control, stage_end, endpoints, spec_file))
-        for cleanup in reversed(self._cleanups):  # the gateway stops: the log is complete
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the gateway stops: the log completes
+        for cleanup in reversed(self._cleanups):
             cleanup()
         self._cleanups.clear()
         return RunResult(exit_code=code, started=started, audit_log=endpoints.audit_log,
@@ -358,6 +364,10 @@ class ConfinedRun:
                 loop.remove_signal_handler(sig)
             for relay in relays:
                 await relay.close()
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise GatewayError(f"stopped by {signal.Signals(signum).name} before the command ran")
 
 
 def _forward(stage: list[asyncio.subprocess.Process], sig: signal.Signals) -> None:
