@@ -36,7 +36,7 @@ AUTOGEN = ROOT / "policies" / "autogen.yaml"
 
 AGENT = r"""
 import errno, json, os, socket, subprocess, sys, urllib.error, urllib.request
-outside, api_port = sys.argv[1], int(sys.argv[2])
+outside, outside6, api_port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 seen = {}
 with open("workspace/analyze.py", "w") as f:
     f.write("rows = [1, 2, 3]\nprint('rows', len(rows))\n")
@@ -66,6 +66,16 @@ try:
     seen["raw_tcp"] = "connected"
 except OSError as e:
     seen["raw_tcp"] = errno.errorcode.get(e.errno, str(e))
+try:  # the allowed API, ignoring the proxy: the host's loopback is not the agent's
+    socket.create_connection(("127.0.0.1", api_port), timeout=5).close()
+    seen["direct_api"] = "connected"
+except OSError as e:
+    seen["direct_api"] = errno.errorcode.get(e.errno, str(e))
+try:
+    socket.create_connection((outside6, 8080), timeout=5).close()
+    seen["raw_tcp6"] = "connected"
+except OSError as e:
+    seen["raw_tcp6"] = errno.errorcode.get(e.errno, str(e))
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.settimeout(3)
 query = bytes.fromhex("abcd01000001000000000000076578616d706c6503636f6d0000010001")
@@ -118,22 +128,24 @@ def outside(tmp_path: Path) -> Iterator[OutsideHost]:
 
 
 def test_the_example_scenario_is_confined_and_audited(tmp_path: Path, outside: OutsideHost) -> None:
-    """The agent's write, read, commands, requests, raw socket and DNS query meet the
-    mounts, the shim, the proxy and the network namespace; the log holds exactly the six
+    """The agent's write, read, commands, requests, raw sockets (IPv4, IPv6, and the
+    allowed API without the proxy) and DNS query meet the mounts, the shim, the proxy
+    and the network namespace; the log holds exactly the six
     verdicts, for one agent, from the proxy, the shim and the watcher, and verifies."""
     project, env = _project(tmp_path)
     (project / "data" / "agent.py").write_text(AGENT)
     # The outside host answers from here: what fails inside is the sandbox's doing.
-    with socket.create_connection((outside.address, outside.port), timeout=5):
-        pass
-    assert outside.received(at_least=1) == [f"tcp {outside.address.rsplit('.', 1)[0]}.1"]
+    for address in (outside.address, outside.address6):
+        with socket.create_connection((address, outside.port), timeout=5):
+            pass
+    assert len(outside.received(at_least=2)) == 2
     with HttpUpstream() as api:
         result = gateway_run(tmp_path, project, env, "python3", "data/agent.py",
-                             outside.address, str(api.address[1]),
+                             outside.address, outside.address6, str(api.address[1]),
                              options=("--agent", "analyst"))
         assert result.returncode == 0, result.stderr
         seen = json.loads(result.stdout.strip().splitlines()[-1])
-        assert [r.path for r in api.requests] == ["/api/status"]
+        assert [r.path for r in api.requests] == ["/api/status"]  # once: through the proxy
 
     assert (project / "workspace" / "analyze.py").exists()
     assert seen["read_direct"] == "ENOENT"                 # not in the agent's root at all
@@ -143,9 +155,12 @@ def test_the_example_scenario_is_confined_and_audited(tmp_path: Path, outside: O
     assert seen["post"] == 403
     assert seen["api"] == 200
     assert seen["raw_tcp"] == "ENETUNREACH"
+    assert seen["direct_api"] == "ECONNREFUSED"           # the proxy is the only way to it
+    assert seen["raw_tcp6"] in ("ENETUNREACH", "EADDRNOTAVAIL", "EAFNOSUPPORT")
+    assert seen["raw_tcp"] != "connected" and seen["raw_tcp6"] != "connected"
     assert seen["dns"] == "ENETUNREACH"
     assert seen["resolve"] == "failed"
-    assert len(outside.received()) == 1                    # nothing more arrived outside
+    assert len(outside.received()) == 2                    # nothing more arrived outside
 
     log = tmp_path / "audit.jsonl"
     got = sorted((str(e["source"]), str(e["action"]), str(e["verdict"]),
@@ -361,8 +376,8 @@ open("workspace/notes.txt", "w").write("x")
 out["pip"] = subprocess.run("pip install x", shell=True, capture_output=True).returncode
 with urllib.request.urlopen(f"http://localhost:{sys.argv[1]}/api", timeout=10) as r:
     out["api"] = r.status
-try:
-    socket.create_connection(("192.0.2.1", 80), timeout=3)
+try:  # the API the proxy reached, directly: the host's loopback is not the agent's
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
     out["raw"] = "connected"
 except OSError as e:
     out["raw"] = e.errno
@@ -407,7 +422,7 @@ def test_without_root_a_user_namespace_confines_the_agent() -> None:
         assert out["init_environ"] == errno.EACCES
         assert out["pip"] == 126
         assert out["api"] == 200
-        assert out["raw"] == errno.ENETUNREACH
+        assert out["raw"] == errno.ECONNREFUSED
         # The workspace was an overlay: the host's tree is unchanged, the write reviewable.
         assert not (project / "workspace" / "notes.txt").exists()
         [workspace] = (state / "overlay").iterdir()

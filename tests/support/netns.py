@@ -17,8 +17,9 @@ from pathlib import Path
 LISTENER = r"""
 import socket, sys, threading
 log = open(sys.argv[1], "a", buffering=1)
-tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-tcp.bind(("0.0.0.0", int(sys.argv[2]))); tcp.listen(16)
+tcp = socket.socket(socket.AF_INET6); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+tcp.bind(("::", int(sys.argv[2]))); tcp.listen(16)
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("0.0.0.0", 53))
 def serve_udp():
     while True:
@@ -27,18 +28,20 @@ def serve_udp():
 threading.Thread(target=serve_udp, daemon=True).start()
 log.write("ready\n")
 while True:
-    conn, peer = tcp.accept(); log.write(f"tcp {peer[0]}\n"); conn.close()
+    conn, peer = tcp.accept(); log.write(f"tcp {peer[0].removeprefix('::ffff:')}\n"); conn.close()
 """
 
 
 class OutsideHost:
-    """`ip netns` host at 10.231.<n>.2, this namespace's end at 10.231.<n>.1."""
+    """`ip netns` host at 10.231.<n>.2 and fd00:231:<n>::2, this namespace's end at
+    10.231.<n>.1 and fd00:231:<n>::1."""
 
     def __init__(self, directory: Path, port: int = 8080) -> None:
         n = os.getpid() % 200 + 20
         self.name = f"gwtest-{os.getpid()}"
         self.veth = f"gwt{os.getpid() % 100000}"
         self.address = f"10.231.{n}.2"
+        self.address6 = f"fd00:231:{n}::2"
         self.port = port
         self.log = directory / "outside.log"
         self.log.write_text("")
@@ -47,8 +50,12 @@ class OutsideHost:
                      ["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0",
                       "netns", self.name],
                      ["ip", "addr", "add", f"10.231.{n}.1/30", "dev", self.veth],
+                     ["ip", "-6", "addr", "add", f"fd00:231:{n}::1/64", "dev", self.veth,
+                      "nodad"],
                      ["ip", "link", "set", self.veth, "up"],
                      [*inside, "ip", "addr", "add", f"{self.address}/30", "dev", "eth0"],
+                     [*inside, "ip", "-6", "addr", "add", f"{self.address6}/64", "dev", "eth0",
+                      "nodad"],
                      [*inside, "ip", "link", "set", "eth0", "up"],
                      [*inside, "ip", "link", "set", "lo", "up"]):
             subprocess.run(argv, check=True, capture_output=True, timeout=30)
