@@ -39,9 +39,15 @@ def add_commands(sub: Any) -> None:
                      help="where CMD starts, and ${PROJECT_DIR} unless --project-dir is given "
                           "(default: the current directory)")
     run.add_argument("--project-dir", metavar="DIR", help="value of ${PROJECT_DIR}")
-    run.add_argument("--gateway", metavar="STATE_DIR", type=Path,
-                     help="use the gateway running with this state directory instead of "
-                          "starting one for the run (its token: $GATEWAY_TOKEN)")
+    run.add_argument("--gateway", metavar="STATE_DIR|HOST:PORT",
+                     help="use a running gateway instead of starting one for the run: its "
+                          "state directory, or its proxy's address with --gateway-api and "
+                          "--gateway-ca (the agent's token: $GATEWAY_TOKEN)")
+    run.add_argument("--gateway-api", metavar="ADDR",
+                     help="with --gateway HOST:PORT: its decision API, tcp:HOST:PORT or a "
+                          "socket path")
+    run.add_argument("--gateway-ca", metavar="FILE", type=Path,
+                     help="with --gateway HOST:PORT: its CA certificate (ca-cert.pem)")
     run.add_argument("--simulate", action="store_true",
                      help="a first dry run: network and commands are recorded, not blocked "
                           "(the mounts still confine files)")
@@ -100,7 +106,8 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_SANDBOX
     config = RunConfig(
         argv=tuple(argv), policy=args.policy, agent=args.agent, workspace=args.workspace,
-        project_dir=args.project_dir, gateway=args.gateway, simulate=args.simulate,
+        project_dir=args.project_dir, gateway=args.gateway, gateway_api=args.gateway_api,
+        gateway_ca=args.gateway_ca, simulate=args.simulate,
         audit_log=args.audit_log, audit_key_file=args.audit_key_file,
         overlay_dir=args.overlay_dir, user=args.user, max_entries=args.max_entries,
         hosts_file=args.hosts_file, upstream_ca=args.upstream_ca, clean_env=args.clean_env)

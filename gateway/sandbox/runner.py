@@ -42,7 +42,7 @@ from gateway.sandbox.netns import PROBE_HOST
 from gateway.sandbox.relay import Relay, Target
 from gateway.sandbox.rootfs import HOSTS, RootSpec, base_entries, root_script, shells_to_cover
 from gateway.sandbox.stage import FORWARDED, FROM_TERMINAL, StageSpec
-from gateway.sandbox.upstream import EmbeddedGateway, Endpoints, running_gateway
+from gateway.sandbox.upstream import EmbeddedGateway, Endpoints, gateway_at, running_gateway
 from gateway.shim.install import check_shims, install_shims
 
 PROXY_PORT = 8080  # inside the agent's network namespace, which has nothing else
@@ -63,7 +63,9 @@ class RunConfig:
     agent: str = "agent"
     workspace: Path | None = None
     project_dir: str | None = None
-    gateway: Path | None = None  # a running gateway's state directory
+    gateway: str | None = None  # a running gateway's state directory, or its proxy's address
+    gateway_api: str | None = None  # with an address: its decision API
+    gateway_ca: Path | None = None  # with an address: its CA certificate
     token: str | None = None
     simulate: bool = False
     audit_log: Path | None = None
@@ -177,6 +179,8 @@ class ConfinedRun:
         config = self.config
         if userns and config.user is not None:
             raise GatewayError("--user needs root: without it the agent runs as you")
+        if config.gateway is None and (config.gateway_api or config.gateway_ca):
+            raise GatewayError("--gateway-api and --gateway-ca go with --gateway HOST:PORT")
         if config.gateway is not None:
             own = [flag for flag, value in (
                 ("--simulate", config.simulate), ("--audit-log", config.audit_log),
@@ -190,6 +194,20 @@ class ConfinedRun:
             raise GatewayError(f"--workspace {workdir}: not a directory")
         return workdir, config.project_dir or workdir
 
+    def _running_gateway(self) -> Endpoints:
+        """The gateway --gateway names: a state directory on this machine, or the
+        proxy's address with --gateway-api and --gateway-ca."""
+        config = self.config
+        assert config.gateway is not None
+        by_address = config.gateway_api is not None or config.gateway_ca is not None
+        if not by_address and os.path.isdir(config.gateway):
+            return running_gateway(Path(config.gateway))
+        if config.gateway_api is None or config.gateway_ca is None:
+            raise GatewayError(f"--gateway {config.gateway}: not a state directory; a "
+                               "gateway given by its proxy's address needs --gateway-api "
+                               "and --gateway-ca")
+        return gateway_at(config.gateway, config.gateway_api, config.gateway_ca)
+
     def _gateway(self, plan: MountPlan, private: Path,
                  project_dir: str) -> tuple[Callable[[], Endpoints], str, str]:
         """Start the run's gateway (or find the running one): a call that waits until it
@@ -197,8 +215,9 @@ class ConfinedRun:
         config = self.config
         watched = self._writable(plan)
         if config.gateway is not None:
-            running = running_gateway(config.gateway)
-            self._check_log_hidden(plan, running.audit_log)
+            running = self._running_gateway()
+            if running.audit_log is not None:
+                self._check_log_hidden(plan, running.audit_log)
             if watched:
                 self.notes.append("writes are recorded only if the running gateway watches "
                                   "the writable mounts (gateway up --watch)")
@@ -407,8 +426,10 @@ def _owner(path: str) -> tuple[int, int]:
     return info.st_uid, info.st_gid
 
 
-def _last_seq(log: Path) -> int:
+def _last_seq(log: Path | None) -> int:
     """The seq of the log's last entry before the run (-1 for none or unreadable)."""
+    if log is None:
+        return -1
     try:
         entry = read_tail(log).entry
     except (OSError, GatewayError):

@@ -27,9 +27,12 @@ class RunSummary:
 
     def render(self) -> str:
         d = self.decisions
-        lines = [f"gateway run: {self.agent} exited with status {self.exit_code}",
-                 f"  decisions  {d.decisions}: {d.allowed} allowed, {d.denied} denied"
-                 + (f", {d.would_deny} would be denied (simulate)" if d.would_deny else "")]
+        lines = [f"gateway run: {self.agent} exited with status {self.exit_code}"]
+        if self.log is None:
+            lines.append("  decisions  in the gateway's own audit log (not on this machine)")
+            return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+        lines.append(f"  decisions  {d.decisions}: {d.allowed} allowed, {d.denied} denied"
+                     + (f", {d.would_deny} would be denied (simulate)" if d.would_deny else ""))
         if d.by_source:
             lines.append("  by source  " + ", ".join(
                 f"{k} {v}" for k, v in sorted(d.by_source.items())))

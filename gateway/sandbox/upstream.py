@@ -22,13 +22,14 @@ STOP_TIMEOUT = 15.0
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
-    """Where a running gateway is, from its gateway.json."""
+    """Where a running gateway is: from its gateway.json, or given by address. The log
+    is None for a gateway whose log is not on this machine."""
 
     proxy_host: str
     proxy_port: int
     api: str  # unix:/PATH or tcp:HOST:PORT
     ca_cert: Path
-    audit_log: Path
+    audit_log: Path | None
 
     @classmethod
     def from_state(cls, info: dict[str, object]) -> Endpoints:
@@ -42,6 +43,25 @@ class Endpoints:
                        audit_log=Path(str(info["audit_log"])))
         except (KeyError, TypeError, ValueError) as e:
             raise GatewayError(f"the gateway's state file is not usable: {e}") from None
+
+
+def gateway_at(proxy: str, api: str, ca_cert: Path) -> Endpoints:
+    """A gateway given by its proxy's HOST:PORT (or http://HOST:PORT), its decision
+    API's address and its CA certificate; GatewayError naming what is wrong."""
+    url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if url.scheme != "http" or not url.hostname or not port or url.path not in ("", "/"):
+        raise GatewayError(f"--gateway {proxy}: expected a state directory or the proxy's "
+                           "HOST:PORT")
+    if not (api.startswith("tcp:") or api.removeprefix("unix:").startswith("/")):
+        raise GatewayError(f"--gateway-api {api}: expected tcp:HOST:PORT or a socket path")
+    if not ca_cert.is_file():
+        raise GatewayError(f"--gateway-ca {ca_cert}: no such file")
+    return Endpoints(proxy_host=url.hostname, proxy_port=port, api=api, ca_cert=ca_cert,
+                     audit_log=None)
 
 
 def running_gateway(state_dir: Path) -> Endpoints:

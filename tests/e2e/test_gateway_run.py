@@ -332,17 +332,18 @@ def test_simulate_records_what_would_be_denied(tmp_path: Path) -> None:
                  id="unknown-command"),
     pytest.param(("--audit-log", "{project}/data/audit.jsonl"), ("true",),
                  "would be visible to the agent", id="log-the-agent-could-read"),
+    pytest.param(("--gateway", "127.0.0.1:9"), ("true",),
+                 "needs --gateway-api and --gateway-ca", id="address-without-api"),
+    pytest.param(("--gateway", "nowhere:x", "--gateway-api", "tcp:127.0.0.1:9",
+                  "--gateway-ca", "/etc/hostname"), ("true",),
+                 "expected a state directory or the proxy's HOST:PORT", id="bad-address"),
 ])
 def test_bad_input_is_one_line_and_runs_nothing(tmp_path: Path, options: tuple[str, ...],
                                                  command: tuple[str, ...], message: str) -> None:
     """Bad options or commands: a one-line message, no traceback, a non-zero exit."""
     project, env = _project(tmp_path)
-    argv = [sys.executable, "-m", "gateway", "run", "--policy", str(AUTOGEN), "--workspace",
-            str(project), "--audit-log", str(tmp_path / "audit.jsonl"), "--overlay-dir",
-            str(tmp_path / "overlays"), "--no-summary",
-            *(o.format(project=project) for o in options), "--", *command]
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120,
-                            check=False)
+    result = gateway_run(tmp_path, project, env, *command,
+                         options=(*(o.format(project=project) for o in options), "--no-summary"))
     assert result.returncode in (125, 127)
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -445,8 +446,9 @@ def test_without_root_a_user_namespace_confines_the_agent() -> None:
 
 
 def test_a_running_gateway_can_serve_the_run(tmp_path: Path) -> None:
-    """--gateway STATE_DIR: the run uses that gateway (its proxy, its decision API, its
-    log) with the agent's token from $GATEWAY_TOKEN; the agent is named in its log."""
+    """--gateway STATE_DIR, or --gateway HOST:PORT with --gateway-api and --gateway-ca:
+    the run uses that gateway (its proxy, its decision API, its log) with the agent's
+    token from $GATEWAY_TOKEN; the agent is named in its log."""
     from gateway.agents import add_agent
     from tests.support.gateway import RunningGateway
 
@@ -464,11 +466,22 @@ def test_a_running_gateway_can_serve_the_run(tmp_path: Path) -> None:
             result = gateway_run(tmp_path, project, {**env, "GATEWAY_TOKEN": token},
                                  "python3", "-c", script,
                                  options=("--gateway", str(gateway.state), "--agent", "coder"))
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "200"
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.strip() == "200"
+            assert "gateway up --watch" in result.stderr  # its writes are the gateway's to watch
+            # The same gateway by address, as from another machine: its proxy, its API
+            # over TCP and its CA; the decisions are in its log, not read here.
+            assert gateway.api_tcp is not None
+            by_address = gateway_run(
+                tmp_path, project, {**env, "GATEWAY_TOKEN": token}, "python3", "-c", script,
+                options=("--gateway", f"{gateway.proxy_host}:{gateway.proxy_port}",
+                         "--gateway-api", f"tcp:{gateway.api_tcp[0]}:{gateway.api_tcp[1]}",
+                         "--gateway-ca", str(gateway.ca_cert), "--agent", "coder"))
+            assert by_address.returncode == 0, by_address.stderr
+            assert by_address.stdout.strip() == "200"
+            assert "in the gateway's own audit log" in by_address.stderr
         got = [(e["source"], e["verdict"]) for e in decisions(gateway.audit_log, "coder")]
-        assert got == [("shim", "DENY"), ("proxy", "ALLOW")]
-        assert "gateway up --watch" in result.stderr  # its writes are the gateway's to watch
+        assert got == [("shim", "DENY"), ("proxy", "ALLOW")] * 2
     finally:
         assert gateway.stop() == 0
 
