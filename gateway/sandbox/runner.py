@@ -22,14 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import quote
 
 from gateway.agents import add_agent
 from gateway.audit.recovery import read_tail
 from gateway.daemon.state import (
-    ca_bundle,
     default_state_dir,
-    environment_lines,
     loop_factory,
 )
 from gateway.engine import Verdict, decide, make_request
@@ -38,6 +35,14 @@ from gateway.fs.overlay import create_workspace
 from gateway.fs.plan import DEFAULT_OVERLAY_DIR, MountPlan, plan_mounts
 from gateway.fs.tree import LocalTree
 from gateway.policy.compiled import CompiledPolicy, load_policy
+from gateway.sandbox.agentenv import (
+    AGENT_PATH,
+    API_PORT,
+    PROXY_PORT,
+    agent_environment,
+    ca_files,
+    terminals,
+)
 from gateway.sandbox.netns import PROBE_HOST
 from gateway.sandbox.relay import Relay, Target
 from gateway.sandbox.rootfs import HOSTS, RootSpec, base_entries, root_script, shells_to_cover
@@ -45,15 +50,7 @@ from gateway.sandbox.stage import FORWARDED, FROM_TERMINAL, StageSpec
 from gateway.sandbox.upstream import EmbeddedGateway, Endpoints, gateway_at, running_gateway
 from gateway.shim.install import check_shims, install_shims
 
-PROXY_PORT = 8080  # inside the agent's network namespace, which has nothing else
-API_PORT = 8081
-AGENT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SELFTEST_AGENT = "gateway-selftest"
-# Never handed to the agent: they would let it find or sign the log, or reach the
-# gateway's own state.
-WITHHELD = ("GATEWAY_AUDIT_KEY", "GATEWAY_AUDIT_KEY_FILE", "GATEWAY_STATE_DIR",
-            "GATEWAY_TOKEN", "GATEWAY_AGENT", "LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH")
-KEPT_WHEN_CLEAN = ("HOME", "TERM", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "COLORTERM")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,14 +133,14 @@ class ConfinedRun:
             raise GatewayError("the shim failed its check: " + "; ".join(report.problems))
         endpoints = ready()
         since = _last_seq(endpoints.audit_log)
-        bundle, gateway_ca = _ca_files(agent_dir / "ca", endpoints.ca_cert)
+        bundle, gateway_ca = ca_files(agent_dir / "ca", endpoints.ca_cert)
         (agent_dir / "hosts").write_text(HOSTS)
         for path in (agent_dir, *agent_dir.iterdir()):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
         spec_root = RootSpec(run_dir=str(agent_dir), shim=str(shim_dir / "gateway-shim"),
                              hosts=str(agent_dir / "hosts"), workdir=workdir,
-                             terminals=_terminals())
+                             terminals=terminals())
         base = base_entries(policy, spec_root.base, config.agent, self.notes)
         shells = shells_to_cover()
         (private / "root.sh").write_text(root_script(plan, spec_root, base, shells,
@@ -156,7 +153,10 @@ class ConfinedRun:
             control_fd=stage_end.fileno(), proxy_port=PROXY_PORT, api_port=API_PORT,
             probe_credentials=None if probe is None else probe_agent, userns=userns,
             script=str(private / "root.sh"), root=str(private / "root"), workdir=workdir,
-            argv=list(config.argv), env=self._environment(shim_dir, bundle, gateway_ca, token),
+            argv=list(config.argv),
+            env=agent_environment(config.environ, agent=config.agent, token=token,
+                                  shim_dir=shim_dir, bundle=bundle, gateway_ca=gateway_ca,
+                                  clean=config.clean_env),
             uid=uid, gid=gid, path=AGENT_PATH,
             real_shells={shell: installed[os.path.basename(shell)] for shell in shells
                          if os.path.basename(shell) in installed})
@@ -318,27 +318,6 @@ class ConfinedRun:
                             f"agent through {mount.target}; keep it outside what the policy "
                             "lets the agent read (--audit-log, --audit-key-file)")
 
-    def _environment(self, shim_dir: Path, bundle: Path, gateway_ca: Path,
-                     token: str) -> dict[str, str]:
-        config = self.config
-        source = config.environ
-        if config.clean_env:
-            env = {k: v for k, v in source.items() if k in KEPT_WHEN_CLEAN or k.startswith("LC_")}
-        else:
-            env = {k: v for k, v in source.items()
-                   if k not in WITHHELD and k.lower() not in ("http_proxy", "https_proxy",
-                                                              "all_proxy", "no_proxy")}
-        credentials = f"{quote(config.agent, safe='')}:{quote(token, safe='')}@" if token else ""
-        proxy = f"http://{credentials}127.0.0.1:{PROXY_PORT}"
-        for line in environment_lines(proxy, gateway_ca, bundle):
-            name, _, value = line.partition("=")
-            env[name] = value
-        env["PATH"] = f"{shim_dir}:{AGENT_PATH}"
-        env["TMPDIR"] = "/tmp"
-        env["GATEWAY_AGENT"] = config.agent
-        if token:
-            env["GATEWAY_TOKEN"] = token
-        return env
 
     # -- the run ------------------------------------------------------------------------
 
@@ -407,20 +386,6 @@ def _fields(spec: StageSpec) -> dict[str, object]:
     return {name: getattr(spec, name) for name in StageSpec.__dataclass_fields__}
 
 
-def _terminals() -> tuple[str, ...]:
-    """The terminals of this process's stdin, stdout and stderr (a pseudo-terminal under
-    /dev/pts), each once."""
-    found: list[str] = []
-    for fd in (0, 1, 2):
-        try:
-            name = os.ttyname(fd)
-        except OSError:
-            continue
-        if name.startswith("/dev/pts/") and name not in found:
-            found.append(name)
-    return tuple(found)
-
-
 def _owner(path: str) -> tuple[int, int]:
     info = os.stat(path)
     return info.st_uid, info.st_gid
@@ -436,13 +401,3 @@ def _last_seq(log: Path | None) -> int:
         return -1
     seq = entry.get("seq") if entry else None
     return seq if isinstance(seq, int) else -1
-
-
-def _ca_files(directory: Path, gateway_ca: Path) -> tuple[Path, Path]:
-    """The gateway's CA alone (for NODE_EXTRA_CA_CERTS) and the bundle of it and the
-    system's CAs, where the agent can read them."""
-    directory.mkdir(mode=0o755)
-    ca = gateway_ca.read_bytes()
-    (directory / "gateway-ca.pem").write_bytes(ca)
-    (directory / "ca-bundle.pem").write_bytes(ca_bundle(ca))
-    return directory / "ca-bundle.pem", directory / "gateway-ca.pem"

@@ -145,3 +145,30 @@ def test_the_summary_counts_one_agents_decisions_after_the_start(tmp_path: Path)
     assert "coder exited with status 0" in text
     assert "2  shell_exec rm -rf /" in text
     assert summary.head is not None and summary.head in text
+
+
+@pytest.mark.parametrize(("clean", "kept", "dropped"), [
+    (False, ["HOME", "OPENAI_API_KEY", "LANG"],
+     ["GATEWAY_AUDIT_KEY", "GATEWAY_AUDIT_KEY_FILE", "GATEWAY_STATE_DIR", "LD_PRELOAD",
+      "LD_LIBRARY_PATH", "ALL_PROXY", "all_proxy"]),
+    (True, ["HOME", "LANG", "LC_CTYPE"], ["OPENAI_API_KEY", "GATEWAY_AUDIT_KEY", "LD_PRELOAD"]),
+], ids=["caller-environment", "clean"])
+def test_the_agent_environment_keeps_the_gateways_secrets_out(clean: bool, kept: list[str],
+                                                               dropped: list[str]) -> None:
+    """The agent gets the caller's variables (or only a few, `clean`) but never the
+    gateway's own, a loader override or another proxy; the proxy URL carries its
+    credentials, quoted; the shim comes first on PATH."""
+    from gateway.sandbox.agentenv import agent_environment
+
+    environ = {name: "x" for name in (*kept, *dropped)} | {"HTTP_PROXY": "http://elsewhere:1"}
+    env = agent_environment(environ, agent="co der", token="t/k", shim_dir=Path("/run/s"),
+                            bundle=Path("/run/b.pem"), gateway_ca=Path("/run/ca.pem"),
+                            clean=clean)
+    assert all(env[name] == "x" for name in kept)
+    assert not set(dropped) & set(env)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert env[name] == "http://co%20der:t%2Fk@127.0.0.1:8080"
+    assert env["NO_PROXY"] == "" and env["SSL_CERT_FILE"] == "/run/b.pem"
+    assert env["NODE_EXTRA_CA_CERTS"] == "/run/ca.pem"
+    assert env["PATH"].startswith("/run/s:")
+    assert (env["GATEWAY_AGENT"], env["GATEWAY_TOKEN"]) == ("co der", "t/k")
