@@ -151,7 +151,7 @@ def admin_call(path: str | os.PathLike[str], op: str, timeout: float = 10.0) -> 
 def connect(address: str, timeout: float) -> socket.socket:
     """A connected socket to a Unix path or `tcp:HOST:PORT`; GatewayUnreachable if none."""
     if address.startswith("tcp:"):
-        host, port = _tcp_address(address)
+        host, port = tcp_address(address)
         try:
             return socket.create_connection((host, port), timeout=timeout)
         except OSError as e:
@@ -166,7 +166,8 @@ def connect(address: str, timeout: float) -> socket.socket:
     return sock
 
 
-def _tcp_address(address: str) -> tuple[str, int]:
+def tcp_address(address: str) -> tuple[str, int]:
+    """HOST and PORT of `tcp:HOST:PORT` (`tcp:[IPV6]:PORT`); GatewayError if malformed."""
     host, colon, port = address[len("tcp:"):].rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:

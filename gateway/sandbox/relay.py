@@ -12,6 +12,9 @@ import contextlib
 import socket
 from dataclasses import dataclass
 
+from gateway.daemon.client import tcp_address
+from gateway.errors import GatewayError
+
 CHUNK = 64 * 1024
 
 
@@ -26,10 +29,11 @@ class Target:
     @classmethod
     def parse(cls, address: str) -> Target:
         if address.startswith("tcp:"):
-            host, _, port = address[4:].rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"not an address: {address!r}")
-            return cls(host=host.strip("[]"), port=int(port))
+            try:
+                host, port = tcp_address(address)
+            except GatewayError as e:
+                raise ValueError(str(e)) from None
+            return cls(host=host, port=port)
         path = address.removeprefix("unix:")
         if not path.startswith("/"):
             raise ValueError(f"not an address: {address!r}")

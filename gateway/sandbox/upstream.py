@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from gateway.daemon.state import read_state
 from gateway.errors import GatewayError
+from gateway.sandbox.relay import Target
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -56,8 +57,11 @@ def gateway_at(proxy: str, api: str, ca_cert: Path) -> Endpoints:
     if url.scheme != "http" or not url.hostname or not port or url.path not in ("", "/"):
         raise GatewayError(f"--gateway {proxy}: expected a state directory or the proxy's "
                            "HOST:PORT")
-    if not (api.startswith("tcp:") or api.removeprefix("unix:").startswith("/")):
-        raise GatewayError(f"--gateway-api {api}: expected tcp:HOST:PORT or a socket path")
+    try:
+        Target.parse(api)
+    except ValueError:
+        raise GatewayError(f"--gateway-api {api}: expected tcp:HOST:PORT or a socket "
+                           "path") from None
     if not ca_cert.is_file():
         raise GatewayError(f"--gateway-ca {ca_cert}: no such file")
     return Endpoints(proxy_host=url.hostname, proxy_port=port, api=api, ca_cert=ca_cert,
@@ -66,8 +70,9 @@ def gateway_at(proxy: str, api: str, ca_cert: Path) -> Endpoints:
 
 def running_gateway(state_dir: Path) -> Endpoints:
     """The gateway running with `state_dir`; GatewayError when none answers there."""
-    endpoints = Endpoints.from_state(read_state(state_dir))
-    pid = read_state(state_dir).get("pid")
+    state = read_state(state_dir)
+    endpoints = Endpoints.from_state(state)
+    pid = state.get("pid")
     if isinstance(pid, int):
         try:
             os.kill(pid, 0)
